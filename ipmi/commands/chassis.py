@@ -1,0 +1,123 @@
+"""Chassis commands: power, status, boot options (IPMI 2.0 section 28)."""
+
+from __future__ import annotations
+
+from backends.base import BootDevice, PowerState
+from bmc.node import PowerAction
+from bmc.users import Privilege
+from ipmi.commands import (
+    CC_INVALID_DATA_FIELD,
+    CC_REQ_DATA_LEN_INVALID,
+    NETFN_CHASSIS,
+    Context,
+    IpmiError,
+    command,
+)
+
+CC_PARAM_NOT_SUPPORTED = 0x80
+
+CHASSIS_CONTROL = {
+    0x00: PowerAction.FORCE_OFF,
+    0x01: PowerAction.ON,
+    0x02: PowerAction.POWER_CYCLE,
+    0x03: PowerAction.FORCE_RESTART,
+    0x04: PowerAction.NMI,
+    0x05: PowerAction.GRACEFUL_SHUTDOWN,
+}
+
+# boot device selector (boot flags byte 2, bits 5:2) <-> the node model's devices
+SELECTOR_TO_DEVICE = {
+    0x0: BootDevice.NONE,
+    0x1: BootDevice.PXE,
+    0x2: BootDevice.DISK,
+    0x3: BootDevice.DISK,  # hard drive, safe mode
+    0x5: BootDevice.CDROM,
+    0x6: BootDevice.BIOS,
+    0x8: BootDevice.CDROM,  # remotely connected CD/DVD
+    0xB: BootDevice.DISK,  # remotely connected hard drive
+    0xF: BootDevice.FLOPPY,
+}
+DEVICE_TO_SELECTOR = {
+    BootDevice.NONE: 0x0,
+    BootDevice.PXE: 0x1,
+    BootDevice.DISK: 0x2,
+    BootDevice.CDROM: 0x5,
+    BootDevice.BIOS: 0x6,
+    BootDevice.FLOPPY: 0xF,
+}
+
+PARAM_SET_IN_PROGRESS = 0
+PARAM_VALID_BIT_CLEARING = 3
+PARAM_BOOT_INFO_ACK = 4
+PARAM_BOOT_FLAGS = 5
+#: parameters kept as opaque bytes (with their default) beside the boot flags
+STORED_PARAMS = {PARAM_SET_IN_PROGRESS: b"\x00", PARAM_VALID_BIT_CLEARING: b"\x00",
+                 PARAM_BOOT_INFO_ACK: b"\x00\x00"}
+
+
+@command(NETFN_CHASSIS, 0x00)
+def get_chassis_capabilities(ctx: Context) -> bytes:
+    # flags (no intrusion/lockout), then FRU, SDR, SEL, SM device addresses and bridge
+    return bytes((0x00, 0x20, 0x20, 0x20, 0x20, 0x20))
+
+
+@command(NETFN_CHASSIS, 0x01)
+def get_chassis_status(ctx: Context) -> bytes:
+    power = 0x01 if ctx.node.power_state is PowerState.ON else 0x00
+    # restore policy bits 6:5 = 00: stays off after AC loss (the node model has no AC yet)
+    last_event = 0x00
+    misc = 0x40  # chassis identify command supported; identify off
+    front_panel = 0x00
+    return bytes((power, last_event, misc, front_panel))
+
+
+@command(NETFN_CHASSIS, 0x02, privilege=Privilege.OPERATOR)
+def chassis_control(ctx: Context) -> bytes:
+    action = CHASSIS_CONTROL.get(ctx.need(1)[0] & 0x0F)
+    if action is None:
+        raise IpmiError(CC_INVALID_DATA_FIELD)
+    ctx.node.power(action)
+    return b""
+
+
+@command(NETFN_CHASSIS, 0x07)
+def get_system_restart_cause(ctx: Context) -> bytes:
+    return bytes((0x01, 0x01))  # chassis control command, on the LAN channel
+
+
+@command(NETFN_CHASSIS, 0x08, privilege=Privilege.OPERATOR)
+def set_system_boot_options(ctx: Context) -> bytes:
+    data = ctx.need(1)
+    param, value = data[0] & 0x7F, data[1:]
+    if param == PARAM_BOOT_FLAGS:
+        if len(value) < 2:
+            raise IpmiError(CC_REQ_DATA_LEN_INVALID)
+        valid, persistent, uefi = bool(value[0] & 0x80), bool(value[0] & 0x40), \
+            bool(value[0] & 0x20)
+        device = SELECTOR_TO_DEVICE.get((value[1] >> 2) & 0x0F)
+        if device is None:
+            raise IpmiError(CC_INVALID_DATA_FIELD)
+        ctx.node.set_boot_override(device if valid else BootDevice.NONE,
+                                   persistent=persistent, uefi=uefi)
+        return b""
+    if param in STORED_PARAMS:
+        if len(value) < len(STORED_PARAMS[param]):
+            raise IpmiError(CC_REQ_DATA_LEN_INVALID)
+        ctx.endpoint.boot_params[param] = bytes(value[: len(STORED_PARAMS[param])])
+        return b""
+    raise IpmiError(CC_PARAM_NOT_SUPPORTED)
+
+
+@command(NETFN_CHASSIS, 0x09)
+def get_system_boot_options(ctx: Context) -> bytes:
+    param = ctx.need(1)[0] & 0x7F
+    if param == PARAM_BOOT_FLAGS:
+        boot = ctx.node.boot_override
+        flags = (0x80 if boot.device is not BootDevice.NONE else 0) \
+            | (0x40 if boot.persistent else 0) | (0x20 if boot.uefi else 0)
+        value = bytes((flags, DEVICE_TO_SELECTOR[boot.device] << 2, 0, 0, 0))
+    elif param in STORED_PARAMS:
+        value = ctx.endpoint.boot_params.get(param, STORED_PARAMS[param])
+    else:
+        raise IpmiError(CC_PARAM_NOT_SUPPORTED)
+    return bytes((0x01, param)) + value
