@@ -1,0 +1,85 @@
+"""The `bmc-emulator` command.
+
+Kept light: heavy modules (pydantic, yaml, the protocol servers) are imported inside the
+commands that need them, so `--help` and the default `serve` start fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from bmc import __version__
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+EXIT_CONFIG = 2  # like a usage error: nothing was started
+EXIT_STARTUP = 1
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bmc-emulator")
+def main() -> None:
+    """Emulate BMCs that answer IPMI-over-LAN and Redfish for simulated servers."""
+
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(path_type=Path), metavar="FILE",
+              help="YAML config (nodes, backends, endpoints, users). Default: built-in.")
+@click.option("--nodes", type=click.IntRange(min=1), metavar="N",
+              help="Number of nodes when the config lists none.  [default: 3]")
+@click.option("--bind", metavar="ADDR", help="Default listen address.  [default: 127.0.0.1]")
+@click.option("--ipmi-port-base", type=click.IntRange(1, 65535), metavar="PORT",
+              help="IPMI UDP port of the first node; node i gets PORT+i.  [default: 6230]")
+@click.option("--redfish-port-base", type=click.IntRange(1, 65535), metavar="PORT",
+              help="Redfish TCP port of the first node; node i gets PORT+i.  [default: 8000]")
+@click.option("--username", envvar="BMC_EMULATOR_USERNAME", show_envvar=True, metavar="NAME",
+              help="Default BMC user.  [default: admin]")
+@click.option("--password", envvar="BMC_EMULATOR_PASSWORD", show_envvar=True,
+              metavar="PASSWORD",
+              help="Default BMC password.  [default: password]")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
+              default="info", show_default=True, help="Logging to stderr.")
+def serve(config_file: Path | None, nodes: int | None, bind: str | None,
+          ipmi_port_base: int | None, redfish_port_base: int | None, username: str | None,
+          password: str | None, log_level: str) -> None:
+    """Serve IPMI and Redfish for every node until SIGINT or SIGTERM.
+
+    Flags override the config file's `defaults:`; a node's own settings win over both.
+    """
+    from bmc.config import ConfigError, Overrides, default_config, load_config
+
+    logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = Overrides(nodes=nodes, bind=bind, username=username, password=password,
+                          ipmi_port_base=ipmi_port_base, redfish_port_base=redfish_port_base)
+    try:
+        if config_file is None:
+            config = default_config(overrides)
+        else:
+            config = load_config(config_file, overrides)
+    except ConfigError as exc:
+        _fail([str(p) for p in exc.problems], EXIT_CONFIG)
+
+    from bmc.serve import StartupError, run
+
+    try:
+        status = run(config)
+    except ConfigError as exc:  # a backend refused its settings
+        _fail([str(p) for p in exc.problems], EXIT_CONFIG)
+    except StartupError as exc:
+        _fail([str(exc)], EXIT_STARTUP)
+    sys.exit(status)
+
+
+def _fail(messages: list[str], status: int) -> NoReturn:
+    for message in messages:
+        click.echo(f"error: {message}", err=True)
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main(prog_name="bmc-emulator")

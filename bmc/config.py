@@ -1,0 +1,580 @@
+"""Runtime configuration: which nodes to emulate, where each listens, and who may log in.
+
+The runtime config is plain dataclasses so that `bmc-emulator serve` without `--config` imports
+neither pydantic nor PyYAML (startup time). A YAML file is validated by `load_config`, which
+imports both lazily and reports every problem as `file:line: node 'name': field: message`.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from backends import KINDS
+from bmc.users import MAX_PASSWORD_BYTES, MAX_USERS, Privilege
+
+if TYPE_CHECKING:
+    import yaml
+
+PORT_MIN, PORT_MAX = 1, 65535
+#: node names end up in URLs and log lines: keep them to a safe alphabet
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+#: IPMI user IDs 2..MAX_USERS are usable (ID 1 is the reserved anonymous user)
+MAX_USERS_PER_NODE = MAX_USERS - 1
+#: addresses that bind every interface (of their family), so they clash with any address of
+#: that family on the same port (the servers bind IPv6 sockets IPv6-only)
+WILDCARDS = frozenset({"0.0.0.0", "::"})
+
+
+# -- the runtime config -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Endpoint:
+    address: str
+    port: int
+
+    @property
+    def host_port(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class UserConfig:
+    name: str
+    password: str = field(repr=False)  # repr=False: a logged config never shows a password
+    privilege: Privilege = Privilege.ADMINISTRATOR
+
+
+@dataclass
+class NodeConfig:
+    name: str
+    ipmi: Endpoint
+    redfish: Endpoint
+    users: list[UserConfig]
+    backend: str = "memory"
+    backend_settings: dict[str, Any] = field(default_factory=dict)
+    #: the config file this node came from and the line of each of its fields ("" = the node),
+    #: so that problems found later (a backend refusing its settings) can still point at a line
+    source: str | None = None
+    lines: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def redfish_url(self) -> str:
+        return f"http://{self.redfish.host_port}"
+
+    def problem(self, field_name: str, message: str) -> Problem:
+        line = self.lines.get(field_name, self.lines.get(""))
+        return Problem(message, self.source, line, self.name, field_name)
+
+
+@dataclass
+class Config:
+    nodes: list[NodeConfig]
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What a node gets when it does not say: built-in, then the file's `defaults:`, then flags."""
+
+    bind: str = "127.0.0.1"
+    username: str = "admin"
+    password: str = field(default="password", repr=False)
+    ipmi_port_base: int = 6230
+    redfish_port_base: int = 8000
+    nodes: int = 3  # only used when no node list is given
+
+    def updated(self, **values: Any) -> Defaults:
+        """A copy with every value that is not None replaced."""
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line flags; None = not given. They override the config file's `defaults:`."""
+
+    nodes: int | None = None
+    bind: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ipmi_port_base: int | None = None
+    redfish_port_base: int | None = None
+
+    def given(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) is not None}
+
+
+# -- problems -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a config, located as precisely as we know."""
+
+    message: str
+    source: str | None = None
+    line: int | None = None
+    node: str | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        parts = []
+        if self.source:
+            parts.append(f"{self.source}:{self.line}" if self.line else self.source)
+        if self.node is not None:
+            parts.append(f"node '{self.node}'")
+        if self.field:
+            parts.append(self.field)
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+class ConfigError(Exception):
+    """The config is refused; `problems` says why (each prints as one `error:` line)."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+# -- value checks, shared by flags and the file schema --------------------------------------------
+def check_port(port: int) -> int:
+    if not PORT_MIN <= port <= PORT_MAX:
+        raise ValueError(f"port {port} is out of range {PORT_MIN}..{PORT_MAX}")
+    return port
+
+
+def check_address(address: str) -> str:
+    import ipaddress  # lazily: only configs that set an address pay for it
+
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        raise ValueError(f"{address!r} is not an IPv4 or IPv6 address") from None
+
+
+def check_username(name: str) -> str:
+    if not name:
+        raise ValueError("must not be empty (anonymous users are not allowed)")
+    if len(name.encode()) > 16:  # IPMI user names are 16 bytes
+        raise ValueError(f"{name!r} is longer than 16 bytes")
+    return name
+
+
+def check_password(password: str) -> str:
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        raise ValueError(f"longer than {MAX_PASSWORD_BYTES} bytes (the IPMI 2.0 limit)")
+    return password
+
+
+def check_node_name(name: str) -> str:
+    if not NODE_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a valid node name (letters, digits, '.', '_', '-'; "
+                         "starting with a letter or digit; at most 63 characters)")
+    return name
+
+
+def check_backend_type(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"unknown backend type {kind!r} (known: {', '.join(KINDS)})")
+    return kind
+
+
+def parse_privilege(name: str) -> Privilege:
+    """An IPMI privilege name (any case); Redfish's `ReadOnly` role is accepted too."""
+    key = name.upper()
+    if key == "READONLY":
+        return Privilege.USER
+    try:
+        return Privilege[key]
+    except KeyError:
+        known = ", ".join(p.name for p in Privilege)
+        raise ValueError(f"unknown privilege {name!r} (one of {known})") from None
+
+
+def check_privilege(name: str) -> str:
+    parse_privilege(name)
+    return name
+
+
+def _check_overrides(overrides: Overrides) -> list[Problem]:
+    checks = {"bind": check_address, "username": check_username, "password": check_password}
+    problems = []
+    for name, check in checks.items():
+        value = getattr(overrides, name)
+        if value is None:
+            continue
+        try:
+            check(value)
+        except ValueError as exc:
+            problems.append(Problem(str(exc), field=f"--{name}"))
+    return problems
+
+
+# -- building a config --------------------------------------------------------------------------
+def default_config(overrides: Overrides | None = None) -> Config:
+    """The config without a file: `nodes` memory nodes named node-0.., ports from the bases."""
+    overrides = overrides or Overrides()
+    _raise_if(_check_overrides(overrides))
+    defaults = Defaults().updated(**overrides.given())
+    nodes, problems = _generated_nodes(defaults)
+    _raise_if(problems + check_nodes(nodes))
+    return Config(nodes)
+
+
+def _generated_nodes(defaults: Defaults) -> tuple[list[NodeConfig], list[Problem]]:
+    nodes, problems = [], []
+    for index in range(defaults.nodes):
+        name = f"node-{index}"
+        ipmi, redfish, endpoint_problems = _endpoints(defaults, index, name)
+        problems += endpoint_problems
+        nodes.append(NodeConfig(name, ipmi, redfish,
+                                [UserConfig(defaults.username, defaults.password)]))
+    return nodes, problems
+
+
+def _endpoints(defaults: Defaults, index: int, node: str, given: dict[str, Any] | None = None,
+               source: str | None = None, lines: dict[str, int] | None = None
+               ) -> tuple[Endpoint, Endpoint, list[Problem]]:
+    """A node's IPMI and Redfish endpoints: what it set, else bind and base + its index.
+
+    `given` maps "ipmi"/"redfish" to the node's own (possibly partial) settings.
+    """
+    given, lines = given or {}, lines or {}
+    endpoints, problems = [], []
+    for proto in ("ipmi", "redfish"):
+        own = given.get(proto)
+        address = getattr(own, "address", None) or defaults.bind
+        port = getattr(own, "port", None)
+        if port is None:
+            base_name = f"{proto}_port_base"
+            base = getattr(defaults, base_name)
+            port = base + index
+            if port > PORT_MAX:
+                message = f"{base_name} {base} + node index {index} = {port} is above {PORT_MAX}"
+                line = lines.get(f"{proto}.port", lines.get(""))
+                problems.append(Problem(message, source, line, node, f"{proto}.port"))
+        endpoints.append(Endpoint(address, port))
+    return endpoints[0], endpoints[1], problems
+
+
+def check_nodes(nodes: list[NodeConfig]) -> list[Problem]:
+    """What is wrong across nodes: a name used twice, an address:port used twice."""
+    problems = []
+    names: dict[str, NodeConfig] = {}
+    for node in nodes:
+        if node.name in names:
+            first = _where(names[node.name], "name")
+            problems.append(node.problem("name", f"duplicate node name (also {first})"))
+        names.setdefault(node.name, node)
+    taken: dict[int, list[tuple[str, NodeConfig, str]]] = {}
+    for node in nodes:
+        for proto, endpoint in (("ipmi", node.ipmi), ("redfish", node.redfish)):
+            label = f"{proto}.port"
+            for address, other, other_label in taken.get(endpoint.port, []):
+                if _clash(address, endpoint.address):
+                    message = (f"{endpoint.host_port} is already used by "
+                               f"{_where(other, other_label)}")
+                    problems.append(node.problem(label, message))
+                    break
+            taken.setdefault(endpoint.port, []).append((endpoint.address, node, label))
+    return problems
+
+
+def _clash(a: str, b: str) -> bool:
+    """Whether two addresses cannot share a port: equal, or one is its family's wildcard."""
+    same_family = (":" in a) == (":" in b)
+    return a == b or (same_family and bool(WILDCARDS & {a, b}))
+
+
+def _where(node: NodeConfig, field_name: str) -> str:
+    line = node.lines.get(field_name, node.lines.get(""))
+    at = f", line {line}" if line else ""
+    return f"node '{node.name}' {field_name}{at}"
+
+
+def _raise_if(problems: list[Problem]) -> None:
+    if problems:
+        raise ConfigError(sorted(problems, key=lambda p: p.line or 0))
+
+
+# -- the YAML file ------------------------------------------------------------------------------
+def load_config(path: str | Path, overrides: Overrides | None = None) -> Config:
+    """Read, validate and resolve a YAML config; flags in `overrides` beat its `defaults:`.
+
+    Raises ConfigError naming the file, line, node and field of each problem.
+    """
+    import yaml  # lazily: the default config needs neither yaml nor pydantic
+    from pydantic import ValidationError
+
+    source = str(path)
+    overrides = overrides or Overrides()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(f"cannot read config: {_strerror(exc)}", source)]) from None
+    try:
+        root, data = _parse_yaml(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        message = ": ".join(filter(None, [exc.context, exc.problem]))
+        raise ConfigError([Problem(f"YAML syntax: {message}", source, line)]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem(f"YAML: {exc}", source)]) from None
+    locate = _Locator(source, root, data)
+    problems = [locate(loc, "duplicate key (the later value would win silently)")
+                for loc in _duplicate_keys(root)]
+    try:
+        parsed = _file_schema().model_validate({} if data is None else data)
+    except ValidationError as exc:
+        problems += [locate(err["loc"], _message(err)) for err in exc.errors()]
+        _raise_if(problems)
+    _raise_if(problems)
+    problems = _check_overrides(overrides)
+    if parsed.nodes is not None and overrides.nodes is not None:
+        problems.append(Problem("cannot be used with a config file that lists nodes",
+                                field="--nodes"))
+    _raise_if(problems)
+    file_defaults = parsed.defaults.model_dump(exclude_none=True)
+    defaults = Defaults().updated(**file_defaults).updated(**overrides.given())
+    return _resolve(parsed, defaults, locate)
+
+
+def _strerror(exc: Exception) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
+def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """The node tree (for line numbers) and the plain data, from one parse."""
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
+    finally:
+        loader.dispose()
+    return root, data
+
+
+def _duplicate_keys(node: yaml.Node | None, loc: tuple[Any, ...] = ()) -> Iterator[tuple]:
+    """The locations of mapping keys given twice (PyYAML would keep the last one silently)."""
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        seen = set()
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            if name is not None and name in seen:
+                yield (*loc, name)
+            seen.add(name)
+            yield from _duplicate_keys(value, (*loc, name))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _duplicate_keys(item, (*loc, index))
+
+
+class _Locator:
+    """Turns a location in the data (a pydantic `loc`) into a Problem with file and line."""
+
+    def __init__(self, source: str, root: yaml.Node | None, data: Any) -> None:
+        self.source, self.root, self.data = source, root, data
+
+    def line(self, loc: tuple[Any, ...]) -> int | None:
+        """The line of the deepest part of `loc` found in the YAML (a key's own line if known)."""
+        import yaml
+
+        node = self.root
+        line = node.start_mark.line + 1 if node is not None else None
+        for part in loc:
+            if isinstance(node, yaml.MappingNode):
+                # the last match: with a duplicate key, PyYAML keeps the later value too
+                pairs = [(k, v) for k, v in node.value
+                         if isinstance(k, yaml.ScalarNode) and k.value == part]
+                if not pairs:
+                    break
+                key, node = pairs[-1]
+                line = key.start_mark.line + 1
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) \
+                    and 0 <= part < len(node.value):
+                node = node.value[part]
+                line = node.start_mark.line + 1
+            else:
+                break
+        return line
+
+    def __call__(self, loc: tuple[Any, ...], message: str) -> Problem:
+        node, rest = None, tuple(loc)
+        if len(loc) >= 2 and loc[0] == "nodes" and isinstance(loc[1], int):
+            name = self._node_name(loc[1])
+            if name is not None:
+                node, rest = name, tuple(loc[2:])
+        field_name = _join_loc(rest) or None
+        return Problem(message, self.source, self.line(tuple(loc)), node, field_name)
+
+    def _node_name(self, index: int) -> str | None:
+        nodes = self.data.get("nodes") if isinstance(self.data, dict) else None
+        if isinstance(nodes, list) and 0 <= index < len(nodes) and isinstance(nodes[index], dict):
+            name = nodes[index].get("name")
+            return name if isinstance(name, str) else None
+        return None
+
+
+def _join_loc(loc: Iterable[Any]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _message(error: dict[str, Any]) -> str:
+    """pydantic's message, reworded where it would puzzle someone editing YAML."""
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "value_error":
+        return str(error["ctx"]["error"])
+    if kind in ("model_type", "dict_type"):
+        return f"must be a mapping (key: value), got {_yaml_kind(error.get('input'))}"
+    message = error["msg"]
+    if kind.endswith("_type"):
+        message += f", got {_yaml_kind(error.get('input'))}"
+    return message
+
+
+def _yaml_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return "nothing (null)" if value is None else repr(value)
+
+
+def _resolve(parsed: Any, defaults: Defaults, locate: _Locator) -> Config:
+    """Turn the validated file into runtime dataclasses, filling in defaults."""
+    if parsed.nodes is None:  # a file with only `defaults:` gets the generated node list
+        nodes, problems = _generated_nodes(defaults)
+    else:
+        nodes, problems = [], []
+        for index, spec in enumerate(parsed.nodes):
+            node, node_problems = _file_node(spec, index, defaults, locate)
+            nodes.append(node)
+            problems += node_problems
+    _raise_if(problems + check_nodes(nodes))
+    return Config(nodes, locate.source)
+
+
+#: the node fields whose line is remembered for problems found after validation
+_NODE_FIELDS = ("name", "backend", "users", "ipmi.port", "redfish.port")
+
+
+def _file_node(spec: Any, index: int, defaults: Defaults,
+               locate: _Locator) -> tuple[NodeConfig, list[Problem]]:
+    lines = {"": locate.line(("nodes", index))}
+    for name in _NODE_FIELDS:
+        lines[name] = locate.line(("nodes", index, *name.split(".")))
+    lines = {k: v for k, v in lines.items() if v is not None}
+    ipmi, redfish, problems = _endpoints(defaults, index, spec.name,
+                                         {"ipmi": spec.ipmi, "redfish": spec.redfish},
+                                         locate.source, lines)
+    if spec.users is None:
+        users = [UserConfig(defaults.username, defaults.password)]
+    else:
+        users = [UserConfig(u.name, u.password, parse_privilege(u.privilege))
+                 for u in spec.users]
+    node = NodeConfig(spec.name, ipmi, redfish, users, backend=spec.backend.type,
+                      backend_settings=dict(spec.backend.model_extra or {}),
+                      source=locate.source, lines=lines)
+    return node, problems
+
+
+@functools.cache
+def _file_schema() -> Any:
+    """The pydantic model of the YAML file.
+
+    Built inside a function so that importing this module does not import pydantic.
+    """
+    from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+    # strict: YAML turns `password: 0123` into an int; refuse it rather than guess
+    closed = ConfigDict(extra="forbid", strict=True)
+
+    class EndpointModel(BaseModel):
+        model_config = closed
+        address: str | None = None
+        port: int | None = None
+
+        _address = field_validator("address")(_optional(check_address))
+        _port = field_validator("port")(_optional(check_port))
+
+    class UserModel(BaseModel):
+        model_config = closed
+        name: str
+        password: str
+        privilege: str = "ADMINISTRATOR"
+
+        _name = field_validator("name")(_plain(check_username))
+        _password = field_validator("password")(_plain(check_password))
+        _privilege = field_validator("privilege")(_plain(check_privilege))
+
+    class BackendModel(BaseModel):
+        # open: the keys other than `type` are the backend's own settings
+        model_config = ConfigDict(extra="allow", strict=True)
+        type: str
+
+        _type = field_validator("type")(_plain(check_backend_type))
+
+    class NodeModel(BaseModel):
+        model_config = closed
+        name: str
+        backend: BackendModel = Field(default_factory=lambda: BackendModel(type="memory"))
+        ipmi: EndpointModel | None = None
+        redfish: EndpointModel | None = None
+        users: list[UserModel] | None = Field(default=None, min_length=1,
+                                              max_length=MAX_USERS_PER_NODE)
+
+        _name = field_validator("name")(_plain(check_node_name))
+
+        @field_validator("users")
+        @classmethod
+        def _unique_users(cls, users: list[UserModel] | None) -> list[UserModel] | None:
+            names = [u.name for u in users or []]
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"user {duplicates[0]!r} is listed twice")
+            return users
+
+    class DefaultsModel(BaseModel):
+        model_config = closed
+        bind: str | None = None
+        username: str | None = None
+        password: str | None = None
+        ipmi_port_base: int | None = None
+        redfish_port_base: int | None = None
+
+        _bind = field_validator("bind")(_optional(check_address))
+        _username = field_validator("username")(_optional(check_username))
+        _password = field_validator("password")(_optional(check_password))
+        _ports = field_validator("ipmi_port_base", "redfish_port_base")(_optional(check_port))
+
+    class FileModel(BaseModel):
+        model_config = closed
+        defaults: DefaultsModel = Field(default_factory=DefaultsModel)
+        nodes: list[NodeModel] | None = Field(default=None, min_length=1)
+
+    return FileModel
+
+
+def _plain(check: Any) -> Any:
+    """A pydantic validator (classmethod) that runs one of the checks above."""
+    return classmethod(lambda cls, value: check(value))
+
+
+def _optional(check: Any) -> Any:
+    return classmethod(lambda cls, value: value if value is None else check(value))

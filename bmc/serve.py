@@ -1,0 +1,172 @@
+"""`bmc-emulator serve`: build the nodes, start both front ends, run until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol, TextIO
+
+from backends import BackendError, create_backend
+from bmc.config import Config, ConfigError, NodeConfig
+from bmc.node import Node
+from bmc.users import UserStore
+
+log = logging.getLogger(__name__)
+
+READY = "bmc-emulator ready: {count} nodes"
+
+
+class Server(Protocol):
+    """What `ipmi.server.IpmiServer` and `redfish.server.RedfishServer` both offer."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class StartupError(Exception):
+    """Something outside the config stopped the emulator from starting (a port in use, ...)."""
+
+
+def run(config: Config, stop: threading.Event | None = None, out: TextIO | None = None) -> int:
+    """Serve `config` until SIGINT/SIGTERM (or `stop` is set); returns the exit status.
+
+    Raises ConfigError if a backend refuses its settings and StartupError if a server cannot
+    start; in both cases nothing is left running.
+    """
+    stop = stop or threading.Event()
+    out = out or sys.stdout
+    restore = _handle_signals(stop)  # first, so a signal during startup still stops cleanly
+    nodes: list[Node] = []
+    servers: list[Server] = []
+    try:
+        nodes = build_nodes(config)
+        # IPMI first: clients such as ironic poll IPMI right after launch, and the Redfish
+        # front end (Flask) is the slower one to import and start
+        for label, factory in (("IPMI", _ipmi_server), ("Redfish", _redfish_server)):
+            servers.append(_start(label, factory, config, nodes))
+        print_table(config, out)
+        print(READY.format(count=len(nodes)), file=out, flush=True)
+        log.info("serving %d nodes; SIGINT or SIGTERM stops", len(nodes))
+        stop.wait()
+        log.info("stopping")
+    finally:
+        _shutdown(servers, nodes)
+        restore()
+    return 0
+
+
+def build_nodes(config: Config) -> list[Node]:
+    """One Node per configured node; all or nothing (backends already made are closed)."""
+    nodes: list[Node] = []
+    try:
+        for spec in config.nodes:
+            nodes.append(_build_node(spec))
+    except BaseException:
+        _shutdown([], nodes)
+        raise
+    return nodes
+
+
+def _build_node(spec: NodeConfig) -> Node:
+    try:
+        backend = create_backend(spec.backend, dict(spec.backend_settings))
+    except (TypeError, ValueError) as exc:  # settings the backend does not take
+        raise ConfigError([spec.problem("backend", str(exc))]) from exc
+    except BackendError as exc:
+        raise StartupError(f"node '{spec.name}': backend: {exc}") from exc
+    users = UserStore()
+    try:
+        for user in spec.users:
+            users.add(user.name, user.password, user.privilege)
+    except ValueError as exc:
+        backend.close()
+        raise ConfigError([spec.problem("users", str(exc))]) from exc
+    return Node(spec.name, backend, users)
+
+
+def _bindings(nodes: list[Node], endpoints: list[Any]) -> list[tuple[str, int, Node]]:
+    return [(e.address, e.port, node) for e, node in zip(endpoints, nodes, strict=True)]
+
+
+def _ipmi_server(config: Config, nodes: list[Node]) -> Server:
+    from ipmi.server import IpmiServer  # lazily: only `serve` needs the protocol stacks
+
+    return IpmiServer(_bindings(nodes, [n.ipmi for n in config.nodes]))
+
+
+def _redfish_server(config: Config, nodes: list[Node]) -> Server:
+    from redfish.server import RedfishServer
+
+    return RedfishServer(_bindings(nodes, [n.redfish for n in config.nodes]))
+
+
+def _start(label: str, factory: Callable[[Config, list[Node]], Server], config: Config,
+           nodes: list[Node]) -> Server:
+    server = factory(config, nodes)
+    try:
+        server.start()
+    except OSError as exc:  # the servers name the address and port in the message
+        # it may have bound some of its sockets; a failure to stop it is expected here
+        _stop_quietly(label, server, level=logging.DEBUG)
+        reason = exc.strerror or str(exc)  # without the "[Errno 98]" prefix
+        raise StartupError(f"cannot start the {label} server: {reason}") from exc
+    log.info("%s server started", label)
+    return server
+
+
+def _shutdown(servers: list[Server], nodes: list[Node]) -> None:
+    """Stop the servers (newest first), then close the nodes; log but survive failures."""
+    for server in reversed(servers):
+        _stop_quietly(type(server).__name__, server)
+    for node in nodes:
+        try:
+            node.close()
+        except Exception:
+            log.exception("closing node %s failed", node.name)
+
+
+def _stop_quietly(label: str, server: Server, level: int = logging.ERROR) -> None:
+    try:
+        server.stop()
+    except Exception:
+        log.log(level, "stopping the %s server failed", label, exc_info=True)
+
+
+def _handle_signals(stop: threading.Event) -> Callable[[], None]:
+    """SIGINT/SIGTERM set `stop`; a second one exits at once (a stuck shutdown).
+
+    Returns a function that puts the previous handlers back.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # only the main thread may handle signals (embedded use)
+
+    def handle(signum: int, _frame: Any) -> None:
+        # no logging here: the interrupted code may hold the logging lock
+        if stop.is_set():
+            os._exit(128 + signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+def print_table(config: Config, out: TextIO) -> None:
+    """The endpoint table: one row per node (passwords are never shown)."""
+    rows = [("NODE", "IPMI (UDP)", "REDFISH", "USER")]
+    for node in config.nodes:
+        users = node.users[0].name + (f" (+{len(node.users) - 1})" if len(node.users) > 1 else "")
+        rows.append((node.name, node.ipmi.host_port, node.redfish_url, users))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+              .rstrip(), file=out)

@@ -1,0 +1,159 @@
+"""The Flask app factory: resources, authentication, Redfish headers and error bodies.
+
+One app serves every node; the node of a request comes from the WSGI environ
+(`context.NODE_ENVIRON_KEY`, set by `redfish.server` per listening socket).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException
+
+from backends.base import BackendError
+from redfish import auth, context, odata, paths
+from redfish.errors import RedfishError, error, not_found, unauthorized
+from redfish.resources import (
+    accounts,
+    chassis,
+    managers,
+    metadata,
+    service_root,
+    sessions,
+    systems,
+)
+
+log = logging.getLogger(__name__)
+
+#: request bodies above this are refused with 413 (nothing this service accepts is near it)
+MAX_BODY = 1024 * 1024
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def create_app(*, session_timeout: float = auth.DEFAULT_SESSION_TIMEOUT,
+               session_limit: int = auth.DEFAULT_SESSION_LIMIT,
+               max_body: int = MAX_BODY) -> Flask:
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = max_body
+    app.extensions["redfish.states"] = context.NodeStates(session_timeout, session_limit)
+    for module in (service_root, metadata, systems, managers, chassis, sessions, accounts):
+        app.register_blueprint(module.bp)
+
+    # URI template -> every method some route offers there, for the Allow header
+    allowed: dict[str, set[str]] = defaultdict(set)
+    for rule in app.url_map.iter_rules():
+        allowed[rule.rule] |= (rule.methods or set()) - {"OPTIONS"}
+    app.extensions["redfish.allow"] = {k: ", ".join(sorted(v)) for k, v in allowed.items()}
+
+    app.before_request(_bind_and_authenticate)
+    app.after_request(_redfish_headers)
+    app.register_error_handler(RedfishError, _redfish_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    app.wsgi_app = _strip_trailing_slash(app.wsgi_app)  # type: ignore[method-assign]
+    return app
+
+
+def _strip_trailing_slash(wsgi_app: WsgiApp) -> WsgiApp:
+    """`/redfish/v1/Systems/` is `/redfish/v1/Systems` (clients differ; Redfish allows both)."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if len(path) > 1 and path.endswith("/"):
+            environ["PATH_INFO"] = path.rstrip("/") or "/"
+        return wsgi_app(environ, start_response)
+
+    return app
+
+
+def _is_public() -> bool:
+    if request.method in ("GET", "HEAD"):
+        return request.path in paths.PUBLIC
+    # logging in is how a client gets credentials in the first place
+    return request.method == "POST" and request.path == paths.SESSIONS
+
+
+def _bind_and_authenticate() -> None:
+    node = request.environ.get(context.NODE_ENVIRON_KEY)
+    if node is None:
+        raise RuntimeError("request is not bound to a node; serve the app via RedfishServer")
+    g.node = node
+    if _is_public():
+        return
+    # checked before routing, so an unauthenticated caller learns nothing about the URI space
+    principal = _authenticate()
+    if principal is None:
+        raise unauthorized()
+    g.principal = principal
+
+
+def _authenticate() -> auth.Principal | None:
+    node = context.node()
+    token = request.headers.get("X-Auth-Token")
+    if token:
+        return auth.from_token(node.users, context.state().sessions, token)
+    credentials = request.authorization
+    if credentials is not None and credentials.type == "basic":
+        return auth.from_basic(node.users, credentials.username or "",
+                               credentials.password or "")
+    return None
+
+
+def _redfish_headers(response: Response) -> Response:
+    response.headers["OData-Version"] = "4.0"
+    response.headers.setdefault("Cache-Control", "no-cache")
+    rule = request.url_rule
+    if rule is not None and response.status_code < 400:
+        allow: dict[str, str] = current_app.extensions["redfish.allow"]
+        response.headers["Allow"] = allow.get(rule.rule, "")
+    if response.status_code == 200 and request.method in ("GET", "HEAD", "PATCH"):
+        etag = odata.etag_of(response.get_data())
+        response.headers["ETag"] = etag
+        if_none_match = request.headers.get("If-None-Match")
+        if (request.method != "PATCH" and if_none_match
+                and odata.etag_matches(if_none_match, etag)):
+            response.status_code = 304
+            response.set_data(b"")
+    return response
+
+
+def _redfish_error(exc: RedfishError) -> Response:
+    return odata.json_response(exc.body(), exc.status, exc.headers)
+
+
+def _http_error(exc: HTTPException) -> Response:
+    """Werkzeug's own errors (routing, 405, 413) with a Redfish body instead of HTML."""
+    status = exc.code or 500
+    if status == 404:
+        err = not_found(request.path)
+    elif status == 405:
+        methods = sorted(set(getattr(exc, "valid_methods", None) or []) - {"OPTIONS"})
+        err = error(405, "OperationNotAllowed", headers={"Allow": ", ".join(methods)})
+    elif status == 413:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        err = error(413, "GeneralError",
+                    text=f"The request body is larger than the {limit} bytes accepted.",
+                    resolution="Send a smaller request body.")
+    elif 400 <= status < 500:
+        err = error(status, "GeneralError", text=exc.description or exc.name)
+    else:
+        log.error("HTTP %s while serving %s %s: %s", status, request.method, request.path,
+                  exc.description)
+        err = error(status, "InternalError")
+    return _redfish_error(err)
+
+
+def _unexpected_error(exc: Exception) -> Response:
+    """Nothing a client sends may crash the service: unknown failures become a 500 body."""
+    if isinstance(exc, BackendError):
+        log.warning("backend error serving %s %s: %s", request.method, request.path, exc)
+        err = error(500, "InternalError", text=f"The server's backend failed: {exc}")
+    else:
+        log.exception("unhandled error serving %s %s", request.method, request.path)
+        err = error(500, "InternalError")
+    return _redfish_error(err)

@@ -1,0 +1,155 @@
+"""Who is calling: Redfish sessions, HTTP Basic auth and role privileges.
+
+Credentials are always checked against the node's live `UserStore` (shared with IPMI), so a
+password changed over IPMI works here at once. A session token is kept only as its SHA-256
+digest: the plain token exists in the 201 answer and nowhere else, and is never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+
+from bmc.users import Privilege, User, UserStore
+
+#: idle seconds after which a session ends (reported as SessionService.SessionTimeout)
+DEFAULT_SESSION_TIMEOUT = 1800
+#: sessions per BMC; beyond it the least recently used one is dropped (clients such as sushy
+#: open a session per connection and not all of them log out)
+DEFAULT_SESSION_LIMIT = 64
+
+# Redfish standard roles -> their privileges (DSP0266 "Roles")
+ROLE_PRIVILEGES: dict[str, frozenset[str]] = {
+    "Administrator": frozenset({"Login", "ConfigureManager", "ConfigureUsers",
+                                "ConfigureComponents", "ConfigureSelf"}),
+    "Operator": frozenset({"Login", "ConfigureComponents", "ConfigureSelf"}),
+    "ReadOnly": frozenset({"Login", "ConfigureSelf"}),
+}
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+@dataclass
+class Session:
+    id: str
+    user_id: int
+    user_name: str
+    client_address: str
+    created: float = field(default_factory=time.time)  # wall clock, for CreatedTime
+    last_used: float = field(default_factory=time.monotonic)
+
+
+class SessionStore:
+    """The open sessions of one BMC. Thread-safe."""
+
+    def __init__(self, timeout: float = DEFAULT_SESSION_TIMEOUT,
+                 limit: int = DEFAULT_SESSION_LIMIT) -> None:
+        self.timeout = timeout
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._by_digest: dict[bytes, Session] = {}
+        self._by_id: dict[str, tuple[bytes, Session]] = {}
+
+    def create(self, user: User, client_address: str = "") -> tuple[Session, str]:
+        """A new session for `user` and its token (to hand out once, never to store)."""
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._purge(time.monotonic())
+            while len(self._by_id) >= self.limit:
+                oldest = min(self._by_id.values(), key=lambda pair: pair[1].last_used)
+                self._drop(oldest[1].id)
+            session_id = secrets.token_hex(8)
+            while session_id in self._by_id:  # a 64-bit clash; cheap to rule out
+                session_id = secrets.token_hex(8)
+            session = Session(session_id, user.user_id, user.name, client_address)
+            digest = _digest(token)
+            self._by_digest[digest] = session
+            self._by_id[session_id] = (digest, session)
+        return session, token
+
+    def by_token(self, token: str) -> Session | None:
+        """The live session the token opens, marking it used; None if unknown or expired."""
+        now = time.monotonic()
+        with self._lock:
+            session = self._by_digest.get(_digest(token))
+            if session is None:
+                return None
+            if now - session.last_used > self.timeout:
+                self._drop(session.id)
+                return None
+            session.last_used = now
+            return session
+
+    def get(self, session_id: str) -> Session | None:
+        with self._lock:
+            self._purge(time.monotonic())
+            pair = self._by_id.get(session_id)
+            return pair[1] if pair else None
+
+    def all(self) -> list[Session]:
+        with self._lock:
+            self._purge(time.monotonic())
+            return sorted((s for _, s in self._by_id.values()), key=lambda s: s.created)
+
+    def delete(self, session_id: str) -> bool:
+        with self._lock:
+            return self._drop(session_id)
+
+    def _drop(self, session_id: str) -> bool:
+        pair = self._by_id.pop(session_id, None)
+        if pair is None:
+            return False
+        self._by_digest.pop(pair[0], None)
+        return True
+
+    def _purge(self, now: float) -> None:
+        expired = [s.id for _, s in self._by_id.values() if now - s.last_used > self.timeout]
+        for session_id in expired:
+            self._drop(session_id)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of one request."""
+
+    user: User
+    session: Session | None  # None for HTTP Basic
+
+    @property
+    def role(self) -> str:
+        return self.user.privilege.redfish_role
+
+    def has(self, privilege: str) -> bool:
+        return privilege in ROLE_PRIVILEGES.get(self.role, frozenset())
+
+
+def usable(user: User | None) -> bool:
+    """May this account log in at all? (IPMI's NO_ACCESS level locks it out here too.)"""
+    return user is not None and user.enabled and user.privilege is not Privilege.NO_ACCESS
+
+
+def login(users: UserStore, name: str, password: str) -> User | None:
+    user = users.authenticate(name, password)
+    return user if usable(user) else None
+
+
+def from_token(users: UserStore, sessions: SessionStore, token: str) -> Principal | None:
+    session = sessions.by_token(token)
+    if session is None:
+        return None
+    # the account may have been deleted, renamed or disabled (e.g. over IPMI) since login
+    user = users.by_id(session.user_id)
+    if not usable(user) or user is None or user.name != session.user_name:
+        sessions.delete(session.id)
+        return None
+    return Principal(user, session)
+
+
+def from_basic(users: UserStore, name: str, password: str) -> Principal | None:
+    user = login(users, name, password)
+    return Principal(user, None) if user else None

@@ -1,0 +1,98 @@
+"""Per-request context: which node the request is for, who is calling, and its JSON body.
+
+The server puts the node into the WSGI environ under `NODE_ENVIRON_KEY` (one node per
+listening socket); `app.before_request` copies it and the authenticated principal into
+`flask.g`. Handlers only ever call the helpers here.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app, g, request
+
+from bmc.node import Node
+from redfish import NODE_ENVIRON_KEY
+from redfish.auth import Principal, SessionStore
+from redfish.errors import RedfishError, error, forbidden, not_found
+
+__all__ = ["NODE_ENVIRON_KEY", "NodeState", "NodeStates", "json_body", "missing", "node",
+           "principal", "require", "state"]
+
+
+@dataclass
+class NodeState:
+    """What the Redfish service keeps per BMC besides the node model."""
+
+    sessions: SessionStore
+    #: makes PATCH's If-Match check and its change one step against other Redfish writers
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class NodeStates:
+    """NodeState per node, created on first use (nodes are only known per request)."""
+
+    def __init__(self, session_timeout: float, session_limit: int) -> None:
+        self._timeout = session_timeout
+        self._limit = session_limit
+        self._lock = threading.Lock()
+        self._states: weakref.WeakKeyDictionary[Node, NodeState] = weakref.WeakKeyDictionary()
+
+    def get(self, node: Node) -> NodeState:
+        with self._lock:
+            state = self._states.get(node)
+            if state is None:
+                state = NodeState(SessionStore(self._timeout, self._limit))
+                self._states[node] = state
+            return state
+
+
+def node() -> Node:
+    return g.node  # type: ignore[no-any-return]
+
+
+def state() -> NodeState:
+    states: NodeStates = current_app.extensions["redfish.states"]
+    return states.get(g.node)
+
+
+def principal() -> Principal:
+    return g.principal  # type: ignore[no-any-return]
+
+
+def missing() -> RedfishError:
+    """404 for the URI of the current request."""
+    return not_found(request.path)
+
+
+def require(privilege: str) -> None:
+    """403 unless the caller's role grants `privilege` (a Redfish privilege name)."""
+    if not principal().has(privilege):
+        raise forbidden()
+
+
+def json_body() -> dict[str, Any]:
+    """The request body as a JSON object, or the Redfish error a client should get.
+
+    415 for a non-JSON Content-Type (none at all is accepted: many tools omit it), 413 above
+    MAX_CONTENT_LENGTH (raised by Werkzeug while reading), 400 for malformed JSON or a
+    non-object.
+    """
+    mimetype = request.mimetype
+    if mimetype and mimetype != "application/json":
+        raise error(415, "GeneralError",
+                    text=f"The Content-Type {mimetype!r} is not supported.",
+                    resolution="Send the request body as JSON with Content-Type: "
+                               "application/json.")
+    data = request.get_data(cache=True)
+    try:
+        body = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise error(400, "MalformedJSON") from None
+    if not isinstance(body, dict):
+        raise error(400, "UnrecognizedRequestBody")
+    return body

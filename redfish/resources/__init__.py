@@ -1,0 +1,1 @@
+"""Redfish resources: one module per resource family, each a Flask blueprint `bp`."""

@@ -1,0 +1,40 @@
+"""`/redfish/v1/Chassis` and the node's chassis (its Id is the node name, like the system's)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from redfish import context, odata, paths
+from redfish.odata import link
+
+bp = Blueprint("chassis", __name__)
+
+
+@bp.get(paths.CHASSIS)
+def chassis_collection() -> Response:
+    node = context.node()
+    return odata.json_response(odata.collection(
+        "ChassisCollection", paths.CHASSIS, "Chassis Collection", [paths.chassis(node)]))
+
+
+@bp.get(f"{paths.CHASSIS}/<chassis_id>")
+def chassis(chassis_id: str) -> Response:
+    node = context.node()
+    if chassis_id != node.name:
+        raise context.missing()
+    identity = node.identity
+    return odata.json_response(odata.resource(
+        "Chassis", paths.chassis(node),
+        Id=node.name,
+        Name=f"Chassis of {node.name}",
+        ChassisType="RackMount",
+        Manufacturer=identity.manufacturer,
+        Model=identity.product,
+        SerialNumber=identity.serial,
+        PowerState=node.power_state.value,
+        Status={"State": "Enabled", "Health": "OK"},
+        Links={
+            "ComputerSystems": [link(paths.system(node))],
+            "ManagedBy": [link(paths.MANAGER)],
+        },
+    ))

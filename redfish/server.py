@@ -1,0 +1,229 @@
+"""`RedfishServer`: every BMC's Redfish service in one waitress server.
+
+Each binding (addr, port, node) gets its own listening socket; all of them feed one waitress
+server (one poll() loop, one worker pool) and one Flask app. Which node a request is for is
+decided by the socket it arrived on: after waitress has built one listener per socket, each
+listener's WSGI application is wrapped so it stamps its node into the environ before the shared
+app runs. This works for many ports on one address and for one port on many addresses alike
+(waitress's SERVER_PORT alone could not tell 10.0.0.1:443 from 10.0.0.2:443).
+
+Flask and waitress are imported in `start()`, so importing this module costs next to nothing.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from redfish import NODE_ENVIRON_KEY
+
+if TYPE_CHECKING:
+    from bmc.node import Node
+
+log = logging.getLogger(__name__)
+
+#: waitress buffers bodies up to this; the app refuses >1 MiB itself (with a Redfish body), so
+#: only grossly oversized uploads get waitress's plain-text 413
+_WAITRESS_MAX_BODY = 2 * 1024 * 1024
+_BACKLOG = 128
+
+
+class _NodeBinder:
+    """WSGI wrapper of one listener: requests it accepted are for `node`."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], node: Node) -> None:
+        self.app = app
+        self.node = node
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
+                 ) -> Iterable[bytes]:
+        environ[NODE_ENVIRON_KEY] = self.node
+        return self.app(environ, start_response)
+
+
+def _where(addr: str, port: int) -> str:
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def _listen(addr: str, port: int) -> socket.socket:
+    """A bound, listening TCP socket, or an OSError saying which port and why."""
+    where = _where(addr, port)
+    try:
+        infos = socket.getaddrinfo(addr or "0.0.0.0", port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OSError(exc.errno, f"Redfish address {where} cannot be resolved: {exc.strerror}"
+                      ) from exc
+    family, socktype, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, socktype, proto)
+    try:
+        # lets a restarted emulator take its ports back while old connections sit in TIME_WAIT;
+        # on Linux it does not allow two listeners on one port
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(sockaddr)
+        # listen now, not in waitress: a port given twice must fail here, with its name
+        sock.listen(_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            message = f"Redfish port {where} is in use"
+        elif exc.errno == errno.EACCES:
+            message = (f"Redfish port {where}: permission denied (ports below 1024 need root "
+                       "or CAP_NET_BIND_SERVICE)")
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            message = f"Redfish address {where} is not an address of this host"
+        else:
+            message = f"Redfish port {where}: {exc.strerror}"
+        raise OSError(exc.errno, message) from exc
+    return sock
+
+
+def _raise_fd_limit(wanted: int) -> None:
+    """Best effort: 1,000 BMCs need several thousand descriptors, above the usual soft 1,024."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("could not raise the open-file limit to %d: %s", new, exc)
+
+
+def _connection_limit(bmcs: int) -> int:
+    """waitress's cap on its map: listeners and the wake-up pipe count as connections too.
+
+    Leaves room for two client connections per BMC (say a provisioner and a monitor), 100 at
+    least.
+    """
+    return bmcs + 1 + max(100, 2 * bmcs)
+
+
+class RedfishServer:
+    """The Redfish services of many BMCs in one process: one socket per (addr, port, node)."""
+
+    def __init__(self, bindings: list[tuple[str, int, Node]], threads: int = 16) -> None:
+        if not bindings:
+            raise ValueError("RedfishServer needs at least one (addr, port, node) binding")
+        self.bindings = list(bindings)
+        self.threads = threads
+        self._ports: list[int] = []
+        self._map: dict[int, Any] = {}
+        self._server: Any = None
+        self._wake: Callable[[], None] | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    @property
+    def ports(self) -> list[int]:
+        """The bound ports, in binding order (port 0 in a binding becomes the real one)."""
+        return list(self._ports)
+
+    def start(self) -> None:
+        """Bind every socket (OSError naming the port if one fails), then serve in a thread."""
+        if self._thread is not None:
+            raise RuntimeError("RedfishServer already started")
+        # before binding: with the usual soft limit of 1,024 the sockets alone could exhaust it;
+        # 3 per BMC on top for the wake-up pipes waitress makes (and _build closes again)
+        n = len(self.bindings)
+        _raise_fd_limit(3 * n + _connection_limit(n) + 256)
+        sockets: list[socket.socket] = []
+        try:
+            for addr, port, _node in self.bindings:
+                sockets.append(_listen(addr, port))
+            self._build(sockets)
+        except BaseException:
+            if self._map:  # waitress got as far as making listeners and wake-up pipes
+                from waitress import wasyncore
+
+                wasyncore.close_all(self._map, ignore_all=True)
+            for sock in sockets:
+                sock.close()
+            self._map = {}
+            raise
+        self._ports = [sock.getsockname()[1] for sock in sockets]
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._serve, name="redfish-server", daemon=True)
+        self._thread.start()
+        where = [_where(addr, port) for (addr, _, _), port in zip(self.bindings, self._ports,
+                                                                  strict=True)]
+        shown = ", ".join(where[:4]) + (f", ... ({len(where) - 4} more)" if len(where) > 4 else "")
+        log.info("Redfish serving %d BMC(s) on %s", len(where), shown)
+
+    def _build(self, sockets: list[socket.socket]) -> None:
+        from waitress.server import BaseWSGIServer, create_server
+
+        from redfish.app import create_app
+
+        queue_log = logging.getLogger("waitress.queue")
+        if queue_log.level == logging.NOTSET:
+            # "Task queue depth is N" on every burst: normal when 1,000 BMCs share 16 threads
+            queue_log.setLevel(logging.ERROR)
+
+        n = len(sockets)
+        self._map = {}
+        self._server = create_server(
+            create_app(), map=self._map, sockets=sockets, threads=self.threads,
+            asyncore_use_poll=True,  # select() stops at fd 1024; 1,000 BMCs go beyond
+            connection_limit=_connection_limit(n),
+            max_request_body_size=_WAITRESS_MAX_BODY,
+            ident="bmc-emulator",
+        )
+        nodes = {id(sock): node for sock, (_, _, node) in zip(sockets, self.bindings,
+                                                               strict=True)}
+        listeners = [d for d in self._map.values() if isinstance(d, BaseWSGIServer)]
+        for listener in listeners:
+            listener.application = _NodeBinder(listener.application, nodes[id(listener.socket)])
+        if len(listeners) != n:  # a waitress change we do not understand: refuse, never guess
+            raise RuntimeError(f"waitress made {len(listeners)} listeners for {n} sockets")
+        # every listener made its own wake-up pipe, though all share one poll loop: keep one
+        # (saves 3 descriptors and a poll entry per BMC; trigger.close() is idempotent)
+        shared = listeners[0].trigger
+        for listener in listeners[1:]:
+            listener.trigger.close()
+            listener.trigger = shared
+        self._wake = shared.pull_trigger
+
+    def _serve(self) -> None:
+        from waitress import wasyncore
+
+        try:
+            while not self._stopping.is_set():
+                wasyncore.loop(timeout=1.0, map=self._map, use_poll=True, count=1)
+        except Exception:  # pragma: no cover - wasyncore handles per-connection errors itself
+            log.exception("Redfish server loop failed")
+
+    def stop(self) -> None:
+        """Stop accepting, finish the workers, close every socket. Safe to call twice."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._stopping.set()
+        if self._wake is not None:
+            self._wake()  # interrupt poll() now rather than at its timeout
+        thread.join(timeout=5)
+        from waitress import wasyncore
+
+        self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+        wasyncore.close_all(self._map)  # listeners, wake-up pipes and open connections
+        self._map = {}
+        self._server = None
+        self._wake = None
+        self._thread = None
+
+    def __enter__(self) -> RedfishServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
