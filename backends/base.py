@@ -13,6 +13,7 @@ no locking of its own for calls coming from one node.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from enum import StrEnum
 
 
@@ -41,6 +42,12 @@ class Backend(ABC):
 
     #: the `type:` name used in the YAML config
     kind: str = ""
+    #: the firmware's boot mode for the next boot (True = UEFI); the node model sets it before
+    #: each power_on/reset/power_cycle, so the signatures below stay the same for every backend
+    boot_uefi: bool = False
+    #: set by the node model: called with a reason when the server powers off by itself (its
+    #: process exited, the VM was shut down from inside); may come from any thread
+    on_power_lost: Callable[[str], None] | None = None
 
     @abstractmethod
     def power_state(self) -> PowerState:
@@ -73,3 +80,15 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release whatever the backend holds (connections, child processes)."""
+
+    # -- the serial console (optional) ---------------------------------------------------------
+    def attach_console(self, output: Callable[[bytes], None]) -> bool:
+        """Stream the server's serial console output to `output` from now on.
+
+        `output` is called from a backend thread and must not block. Returns False when the
+        server has no serial console (then `write_console` is never called).
+        """
+        return False
+
+    def write_console(self, data: bytes) -> None:  # noqa: B027 - optional hook
+        """Type `data` on the serial console; dropped while the server is off."""

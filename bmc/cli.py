@@ -32,10 +32,16 @@ def main() -> None:
 @click.option("--nodes", type=click.IntRange(min=1), metavar="N",
               help="Number of nodes when the config lists none.  [default: 3]")
 @click.option("--bind", metavar="ADDR", help="Default listen address.  [default: 127.0.0.1]")
+@click.option("--address-base", metavar="ADDR",
+              help="Give node i its own IPv4 address ADDR+i, every node on the same ports "
+                   "(the port bases themselves), e.g. 127.0.1.1 with --ipmi-port-base 623.")
 @click.option("--ipmi-port-base", type=click.IntRange(1, 65535), metavar="PORT",
               help="IPMI UDP port of the first node; node i gets PORT+i.  [default: 6230]")
 @click.option("--redfish-port-base", type=click.IntRange(1, 65535), metavar="PORT",
               help="Redfish TCP port of the first node; node i gets PORT+i.  [default: 8000]")
+@click.option("--console-port-base", type=click.IntRange(1, 65535), metavar="PORT",
+              help="WebSocket serial console of the first node; node i gets PORT+i.  "
+                   "[default: none, no WebSocket consoles]")
 @click.option("--username", envvar="BMC_EMULATOR_USERNAME", show_envvar=True, metavar="NAME",
               help="Default BMC user.  [default: admin]")
 @click.option("--password", envvar="BMC_EMULATOR_PASSWORD", show_envvar=True,
@@ -44,7 +50,8 @@ def main() -> None:
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
               default="info", show_default=True, help="Logging to stderr.")
 def serve(config_file: Path | None, nodes: int | None, bind: str | None,
-          ipmi_port_base: int | None, redfish_port_base: int | None, username: str | None,
+          address_base: str | None, ipmi_port_base: int | None, redfish_port_base: int | None,
+          console_port_base: int | None, username: str | None,
           password: str | None, log_level: str) -> None:
     """Serve IPMI and Redfish for every node until SIGINT or SIGTERM.
 
@@ -55,7 +62,8 @@ def serve(config_file: Path | None, nodes: int | None, bind: str | None,
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = Overrides(nodes=nodes, bind=bind, username=username, password=password,
-                          ipmi_port_base=ipmi_port_base, redfish_port_base=redfish_port_base)
+                          ipmi_port_base=ipmi_port_base, redfish_port_base=redfish_port_base,
+                          console_port_base=console_port_base, address_base=address_base)
     try:
         if config_file is None:
             config = default_config(overrides)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backends import KINDS
+from backends import DEFAULT_KIND, KINDS
 from bmc.users import MAX_PASSWORD_BYTES, MAX_USERS, Privilege
 
 if TYPE_CHECKING:
@@ -28,6 +28,9 @@ MAX_USERS_PER_NODE = MAX_USERS - 1
 #: addresses that bind every interface (of their family), so they clash with any address of
 #: that family on the same port (the servers bind IPv6 sockets IPv6-only)
 WILDCARDS = frozenset({"0.0.0.0", "::"})
+#: IPMI sessions per node: Get Channel Info reports the active count in 6 bits
+MAX_IPMI_SESSIONS = 63
+MAX_IDLE_TIMEOUT = 86400.0
 
 
 # -- the runtime config -------------------------------------------------------------------------
@@ -49,14 +52,29 @@ class UserConfig:
     privilege: Privilege = Privilege.ADMINISTRATOR
 
 
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """A node's serial console (bmc.console): log file, replay buffer, WebSocket listener, and
+    the URL of a VNC/noVNC viewer for its graphical console."""
+
+    log: str | None = None  # append everything the console prints to this file; None = off
+    buffer_size: int = 64 * 1024  # recent output replayed to a viewer that attaches
+    websocket: Endpoint | None = None  # where the WebSocket console listens; None = off
+    novnc_url: str | None = None
+
+
 @dataclass
 class NodeConfig:
     name: str
     ipmi: Endpoint
     redfish: Endpoint
     users: list[UserConfig]
-    backend: str = "memory"
+    backend: str = DEFAULT_KIND
     backend_settings: dict[str, Any] = field(default_factory=dict)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    #: IPMI sessions open at once, and seconds before an idle one is dropped
+    ipmi_session_limit: int = 4
+    ipmi_idle_timeout: float = 60.0
     #: the config file this node came from and the line of each of its fields ("" = the node),
     #: so that problems found later (a backend refusing its settings) can still point at a line
     source: str | None = None
@@ -86,6 +104,11 @@ class Defaults:
     password: str = field(default="password", repr=False)
     ipmi_port_base: int = 6230
     redfish_port_base: int = 8000
+    ipmi_session_limit: int = 4
+    ipmi_idle_timeout: float = 60.0
+    console_port_base: int | None = None  # WebSocket consoles: off unless a base is given
+    #: node i listens on this IPv4 address + i, on the port bases themselves (not base + i)
+    address_base: str | None = None
     nodes: int = 3  # only used when no node list is given
 
     def updated(self, **values: Any) -> Defaults:
@@ -103,6 +126,8 @@ class Overrides:
     password: str | None = field(default=None, repr=False)
     ipmi_port_base: int | None = None
     redfish_port_base: int | None = None
+    console_port_base: int | None = None
+    address_base: str | None = None
 
     def given(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)
@@ -156,6 +181,33 @@ def check_address(address: str) -> str:
         raise ValueError(f"{address!r} is not an IPv4 or IPv6 address") from None
 
 
+def check_address_base(address: str) -> str:
+    """The first address of `address_base`: IPv4 only (node i gets this address + i)."""
+    import ipaddress
+
+    try:
+        return str(ipaddress.IPv4Address(address))
+    except ValueError:
+        raise ValueError(f"{address!r} is not an IPv4 address") from None
+
+
+def nth_address(base: str, index: int) -> str:
+    """`base` + `index`; ValueError past 255.255.255.255 or, from a loopback base, past
+    127.255.255.254 (the range must stay on the loopback interface)."""
+    import ipaddress
+
+    first = ipaddress.IPv4Address(base)
+    last_loopback = ipaddress.IPv4Address("127.255.255.254")
+    try:
+        address = first + index
+    except ipaddress.AddressValueError:
+        address = None
+    if address is None or (first.is_loopback and address > last_loopback):
+        raise ValueError(f"address_base {base} + node index {index} is past the end of "
+                         f"{'127.0.0.0/8' if first.is_loopback else 'IPv4'}")
+    return str(address)
+
+
 def check_username(name: str) -> str:
     if not name:
         raise ValueError("must not be empty (anonymous users are not allowed)")
@@ -168,6 +220,30 @@ def check_password(password: str) -> str:
     if len(password.encode()) > MAX_PASSWORD_BYTES:
         raise ValueError(f"longer than {MAX_PASSWORD_BYTES} bytes (the IPMI 2.0 limit)")
     return password
+
+
+def check_session_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_IPMI_SESSIONS:
+        raise ValueError(f"{limit} is out of range 1..{MAX_IPMI_SESSIONS}")
+    return limit
+
+
+def check_idle_timeout(seconds: float) -> float:
+    if not 0 < seconds <= MAX_IDLE_TIMEOUT:
+        raise ValueError(f"{seconds} is out of range (0, {MAX_IDLE_TIMEOUT:g}] seconds")
+    return seconds
+
+
+def check_buffer_size(size: int) -> int:
+    if not 1024 <= size <= 16 * 1024 * 1024:
+        raise ValueError(f"{size} is out of range 1024..16777216 bytes")
+    return size
+
+
+def check_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"{url!r} is not an http:// or https:// URL")
+    return url
 
 
 def check_node_name(name: str) -> str:
@@ -201,7 +277,8 @@ def check_privilege(name: str) -> str:
 
 
 def _check_overrides(overrides: Overrides) -> list[Problem]:
-    checks = {"bind": check_address, "username": check_username, "password": check_password}
+    checks = {"bind": check_address, "username": check_username, "password": check_password,
+              "address_base": check_address_base}
     problems = []
     for name, check in checks.items():
         value = getattr(overrides, name)
@@ -231,15 +308,21 @@ def _generated_nodes(defaults: Defaults) -> tuple[list[NodeConfig], list[Problem
         name = f"node-{index}"
         ipmi, redfish, endpoint_problems = _endpoints(defaults, index, name)
         problems += endpoint_problems
+        websocket, ws_problems = _websocket(defaults, index, name, None)
+        problems += ws_problems
         nodes.append(NodeConfig(name, ipmi, redfish,
-                                [UserConfig(defaults.username, defaults.password)]))
+                                [UserConfig(defaults.username, defaults.password)],
+                                console=ConsoleConfig(websocket=websocket),
+                                ipmi_session_limit=defaults.ipmi_session_limit,
+                                ipmi_idle_timeout=defaults.ipmi_idle_timeout))
     return nodes, problems
 
 
 def _endpoints(defaults: Defaults, index: int, node: str, given: dict[str, Any] | None = None,
                source: str | None = None, lines: dict[str, int] | None = None
                ) -> tuple[Endpoint, Endpoint, list[Problem]]:
-    """A node's IPMI and Redfish endpoints: what it set, else bind and base + its index.
+    """A node's IPMI and Redfish endpoints: what it set, else bind and base + its index
+    (with `address_base`: address_base + its index, on the bases themselves).
 
     `given` maps "ipmi"/"redfish" to the node's own (possibly partial) settings.
     """
@@ -247,18 +330,47 @@ def _endpoints(defaults: Defaults, index: int, node: str, given: dict[str, Any] 
     endpoints, problems = [], []
     for proto in ("ipmi", "redfish"):
         own = given.get(proto)
-        address = getattr(own, "address", None) or defaults.bind
+        address = getattr(own, "address", None)
+        if address is None and defaults.address_base is not None:
+            try:
+                address = nth_address(defaults.address_base, index)
+            except ValueError as exc:
+                line = lines.get(f"{proto}.address", lines.get(""))
+                problems.append(Problem(str(exc), source, line, node, f"{proto}.address"))
+        address = address or defaults.bind
         port = getattr(own, "port", None)
         if port is None:
             base_name = f"{proto}_port_base"
             base = getattr(defaults, base_name)
-            port = base + index
+            # own addresses (address_base): every node on the same ports, like real BMCs
+            port = base if defaults.address_base is not None else base + index
             if port > PORT_MAX:
                 message = f"{base_name} {base} + node index {index} = {port} is above {PORT_MAX}"
                 line = lines.get(f"{proto}.port", lines.get(""))
                 problems.append(Problem(message, source, line, node, f"{proto}.port"))
         endpoints.append(Endpoint(address, port))
     return endpoints[0], endpoints[1], problems
+
+
+def _websocket(defaults: Defaults, index: int, node: str, own: Any, source: str | None = None,
+               lines: dict[str, int] | None = None) -> tuple[Endpoint | None, list[Problem]]:
+    """A node's WebSocket console endpoint: its own `console.websocket`, else bind and
+    console_port_base + index, else none (the WebSocket console is off)."""
+    base = defaults.console_port_base
+    if own is None and base is None:
+        return None, []
+    port = getattr(own, "port", None)
+    if port is None:
+        line = (lines or {}).get("console.websocket.port", (lines or {}).get(""))
+        where = "console.websocket.port"
+        if base is None:
+            return None, [Problem("required (or set defaults.console_port_base)", source, line,
+                                  node, where)]
+        port = base + index
+        if port > PORT_MAX:
+            message = f"console_port_base {base} + node index {index} = {port} is above {PORT_MAX}"
+            return None, [Problem(message, source, line, node, where)]
+    return Endpoint(getattr(own, "address", None) or defaults.bind, port), []
 
 
 def check_nodes(nodes: list[NodeConfig]) -> list[Problem]:
@@ -272,7 +384,10 @@ def check_nodes(nodes: list[NodeConfig]) -> list[Problem]:
         names.setdefault(node.name, node)
     taken: dict[int, list[tuple[str, NodeConfig, str]]] = {}
     for node in nodes:
-        for proto, endpoint in (("ipmi", node.ipmi), ("redfish", node.redfish)):
+        endpoints = [("ipmi", node.ipmi), ("redfish", node.redfish)]
+        if node.console.websocket is not None:
+            endpoints.append(("console.websocket", node.console.websocket))
+        for proto, endpoint in endpoints:
             label = f"{proto}.port"
             for address, other, other_label in taken.get(endpoint.port, []):
                 if _clash(address, endpoint.address):
@@ -471,7 +586,7 @@ def _resolve(parsed: Any, defaults: Defaults, locate: _Locator) -> Config:
 
 
 #: the node fields whose line is remembered for problems found after validation
-_NODE_FIELDS = ("name", "backend", "users", "ipmi.port", "redfish.port")
+_NODE_FIELDS = ("name", "backend", "users", "ipmi.port", "redfish.port", "console.websocket.port")
 
 
 def _file_node(spec: Any, index: int, defaults: Defaults,
@@ -488,8 +603,21 @@ def _file_node(spec: Any, index: int, defaults: Defaults,
     else:
         users = [UserConfig(u.name, u.password, parse_privilege(u.privilege))
                  for u in spec.users]
+    own = spec.ipmi
+    limit = own.session_limit if own and own.session_limit is not None else None
+    idle = own.idle_timeout if own and own.idle_timeout is not None else None
+    console = spec.console
+    websocket, ws_problems = _websocket(defaults, index, spec.name, console and console.websocket,
+                                        locate.source, lines)
+    problems += ws_problems
     node = NodeConfig(spec.name, ipmi, redfish, users, backend=spec.backend.type,
                       backend_settings=dict(spec.backend.model_extra or {}),
+                      console=ConsoleConfig(
+                          log=console and console.log, websocket=websocket,
+                          buffer_size=(console and console.buffer_size) or 64 * 1024,
+                          novnc_url=console and console.novnc_url),
+                      ipmi_session_limit=limit or defaults.ipmi_session_limit,
+                      ipmi_idle_timeout=idle or defaults.ipmi_idle_timeout,
                       source=locate.source, lines=lines)
     return node, problems
 
@@ -513,6 +641,23 @@ def _file_schema() -> Any:
         _address = field_validator("address")(_optional(check_address))
         _port = field_validator("port")(_optional(check_port))
 
+    class IpmiEndpointModel(EndpointModel):
+        session_limit: int | None = None
+        idle_timeout: float | None = None
+
+        _limit = field_validator("session_limit")(_optional(check_session_limit))
+        _idle = field_validator("idle_timeout")(_optional(check_idle_timeout))
+
+    class ConsoleModel(BaseModel):
+        model_config = closed
+        log: str | None = None
+        buffer_size: int | None = None
+        websocket: EndpointModel | None = None
+        novnc_url: str | None = None
+
+        _buffer = field_validator("buffer_size")(_optional(check_buffer_size))
+        _url = field_validator("novnc_url")(_optional(check_url))
+
     class UserModel(BaseModel):
         model_config = closed
         name: str
@@ -533,9 +678,10 @@ def _file_schema() -> Any:
     class NodeModel(BaseModel):
         model_config = closed
         name: str
-        backend: BackendModel = Field(default_factory=lambda: BackendModel(type="memory"))
-        ipmi: EndpointModel | None = None
+        backend: BackendModel = Field(default_factory=lambda: BackendModel(type=DEFAULT_KIND))
+        ipmi: IpmiEndpointModel | None = None
         redfish: EndpointModel | None = None
+        console: ConsoleModel | None = None
         users: list[UserModel] | None = Field(default=None, min_length=1,
                                               max_length=MAX_USERS_PER_NODE)
 
@@ -557,11 +703,19 @@ def _file_schema() -> Any:
         password: str | None = None
         ipmi_port_base: int | None = None
         redfish_port_base: int | None = None
+        console_port_base: int | None = None
+        ipmi_session_limit: int | None = None
+        ipmi_idle_timeout: float | None = None
+        address_base: str | None = None
 
         _bind = field_validator("bind")(_optional(check_address))
+        _address_base = field_validator("address_base")(_optional(check_address_base))
+        _limit = field_validator("ipmi_session_limit")(_optional(check_session_limit))
+        _idle = field_validator("ipmi_idle_timeout")(_optional(check_idle_timeout))
         _username = field_validator("username")(_optional(check_username))
         _password = field_validator("password")(_optional(check_password))
-        _ports = field_validator("ipmi_port_base", "redfish_port_base")(_optional(check_port))
+        _ports = field_validator("ipmi_port_base", "redfish_port_base",
+                                 "console_port_base")(_optional(check_port))
 
     class FileModel(BaseModel):
         model_config = closed

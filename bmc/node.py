@@ -7,16 +7,29 @@ through one protocol is what the other reads next.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 from backends.base import Backend, BootDevice, PowerState
+from bmc.bios import Bios
+from bmc.console import ConsoleHub
+from bmc.events import EventService
+from bmc.firmware import Firmware
+from bmc.inventory import default_inventory
+from bmc.lockout import AccountLockout
+from bmc.logs import SystemLog
+from bmc.secure_boot import SecureBoot
+from bmc.sel import SystemEventLog, record_node_events
+from bmc.sensors import SensorModel, SensorSpec
+from bmc.tasks import TaskStore
 from bmc.users import UserStore
+from bmc.virtual_media import VirtualMedia
 
 
 class PowerAction(StrEnum):
@@ -52,6 +65,50 @@ class BootOverride:
         return "Continuous" if self.persistent else "Once"
 
 
+class RestartCause(IntEnum):
+    """Why the server last (re)started; values are IPMI Get System Restart Cause codes."""
+
+    UNKNOWN = 0x0
+    CHASSIS_CONTROL = 0x1  # a remote command: IPMI Chassis Control, Redfish Reset
+    RESET_BUTTON = 0x2
+    POWER_BUTTON = 0x3  # also Redfish PushPowerButton
+    WATCHDOG = 0x4
+    ALWAYS_RESTORE = 0x6  # power restored, policy always-on
+    PREVIOUS_RESTORE = 0x7  # power restored, policy previous state
+    SOFT_RESET = 0xA
+
+
+class PowerRestorePolicy(StrEnum):
+    """What the server does when AC power returns; values are Redfish PowerRestorePolicy."""
+
+    ALWAYS_OFF = "AlwaysOff"
+    LAST_STATE = "LastState"  # IPMI "previous"
+    ALWAYS_ON = "AlwaysOn"
+
+
+class IdentifyState(StrEnum):
+    """The chassis identify LED; values are Redfish IndicatorLED."""
+
+    OFF = "Off"
+    TIMED = "Blinking"  # on for an interval (IPMI "temporary (timed) on")
+    ON = "Lit"  # on until turned off (IPMI "indefinite on", Chassis Identify force)
+
+
+@dataclass(frozen=True)
+class Identify:
+    state: IdentifyState
+    remaining: float | None = None  # seconds left when TIMED
+
+    @property
+    def active(self) -> bool:
+        """Redfish LocationIndicatorActive."""
+        return self.state is not IdentifyState.OFF
+
+
+#: the interval of an IPMI Chassis Identify without one (IPMI 2.0 section 28.5)
+DEFAULT_IDENTIFY_SECONDS = 15.0
+
+
 @dataclass(frozen=True)
 class NodeEvent:
     """Something that happened to a node (fed to the SEL, logs and Redfish events)."""
@@ -80,9 +137,14 @@ class Node:
     """One simulated server. Thread-safe: every public method takes the node's lock."""
 
     def __init__(self, name: str, backend: Backend, users: UserStore | None = None,
-                 uuid: str | None = None, identity: Identity | None = None) -> None:
+                 uuid: str | None = None, identity: Identity | None = None,
+                 sensors: list[SensorSpec] | None = None,
+                 console: ConsoleHub | None = None) -> None:
         self.name = name
         self.backend = backend
+        # the serial console (IPMI SOL, WebSocket), and news of the server stopping by itself
+        self.console = console or ConsoleHub(backend, name=name)
+        backend.on_power_lost = self._power_lost
         self.users = users if users is not None else UserStore()
         # a stable UUID per name, so a node keeps its identity across restarts
         self.uuid = uuid or str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, f"{name}.bmc-emulator"))
@@ -90,6 +152,28 @@ class Node:
         self._lock = threading.RLock()
         self._boot = BootOverride()
         self._listeners: list[EventListener] = []
+        self._restart_cause = RestartCause.UNKNOWN
+        self._restore_policy = PowerRestorePolicy.ALWAYS_OFF
+        self._identify_until: float | None = 0.0  # monotonic deadline; None = indefinitely
+        self.clock: Callable[[], float] = time.monotonic  # identify deadlines; tests replace it
+        self._booted: BootDevice | None = None  # device of the boot the current action made
+        # sensors (default profile unless `sensors`) and the SEL, which logs power actions
+        # and threshold crossings; FRU data comes from bmc.fru.node_fru(node)
+        self.sensors = SensorModel(sensors, powered=lambda: self.power_state is PowerState.ON,
+                                   seed=name)
+        self.sel = SystemEventLog(refresh=self.sensors.poll)
+        record_node_events(self)
+        # BMC features behind Redfish, each in its own module; most follow the node's events
+        # (the event service last: it listens to the log and the tasks)
+        self.inventory = default_inventory(name)
+        self.lockout = AccountLockout()
+        self.tasks = TaskStore()
+        self.system_log = SystemLog(self)
+        self.bios = Bios(self)
+        self.secure_boot = SecureBoot(self)
+        self.virtual_media = VirtualMedia(self)
+        self.firmware = Firmware(self, self.tasks)
+        self.event_service = EventService(self)
 
     # -- events -----------------------------------------------------------------------------
     def subscribe(self, listener: EventListener) -> None:
@@ -106,9 +190,14 @@ class Node:
         with self._lock:
             return self.backend.power_state()
 
-    def power(self, action: PowerAction) -> None:
-        """Carry out a power action. Restarts from Off power the server on."""
+    def power(self, action: PowerAction, *, cause: RestartCause | None = None) -> None:
+        """Carry out a power action. Restarts from Off power the server on.
+
+        If the server (re)starts, `cause` (default: from the action) is what Get System
+        Restart Cause reports next.
+        """
         with self._lock:
+            self._booted = None
             before = self.backend.power_state()
             is_on = before is PowerState.ON
             match action:
@@ -139,11 +228,71 @@ class Node:
                     if is_on:
                         self.backend.nmi()
             after = self.backend.power_state()
-        self._emit("power", action=action.value, before=before.value, after=after.value)
+            restarts = (PowerAction.FORCE_RESTART, PowerAction.GRACEFUL_RESTART,
+                        PowerAction.POWER_CYCLE)
+            if after is PowerState.ON and (not is_on or action in restarts):
+                default = (RestartCause.POWER_BUTTON if action is PowerAction.PUSH_POWER_BUTTON
+                           else RestartCause.CHASSIS_CONTROL)
+                self._restart_cause = cause or default
+            booted = self._booted
+        # boot_device is set only if the server booted (None: it did not), for BIOS & co.
+        self._emit("power", action=action.value, before=before.value, after=after.value,
+                   boot_device=booted.value if booted is not None else None)
+
+    @property
+    def restart_cause(self) -> RestartCause:
+        """Why the server last (re)started (UNKNOWN until it does under our watch)."""
+        with self._lock:
+            return self._restart_cause
+
+    # -- power restore policy ---------------------------------------------------------------
+    @property
+    def power_restore_policy(self) -> PowerRestorePolicy:
+        with self._lock:
+            return self._restore_policy
+
+    def set_power_restore_policy(self, policy: PowerRestorePolicy | str) -> None:
+        """Set the policy (a Redfish name is fine: "AlwaysOn", "AlwaysOff", "LastState")."""
+        policy = PowerRestorePolicy(policy)  # ValueError for an unknown name
+        with self._lock:
+            self._restore_policy = policy
+        self._emit("power-restore-policy", policy=policy.value)
+
+    # -- chassis identify (IPMI Chassis Identify, Redfish IndicatorLED) ---------------------
+    @property
+    def identify(self) -> Identify:
+        with self._lock:
+            until = self._identify_until
+            if until is None:
+                return Identify(IdentifyState.ON)
+            remaining = until - self.clock()
+            if remaining <= 0:
+                return Identify(IdentifyState.OFF)
+            return Identify(IdentifyState.TIMED, remaining)
+
+    def set_identify(self, seconds: float | None) -> Identify:
+        """Light the identify LED for `seconds` (0 = turn it off, None = until turned off)."""
+        with self._lock:
+            if seconds is None:
+                self._identify_until = None
+            else:
+                self._identify_until = self.clock() + seconds if seconds > 0 else 0.0
+        state = self.identify
+        self._emit("identify", state=state.state.value, seconds=seconds)
+        return state
+
+    @property
+    def bmc_mac(self) -> str:
+        """The BMC's MAC address: stable per node, locally administered, unicast."""
+        digest = bytearray(hashlib.sha256(self.uuid.encode()).digest()[:6])
+        digest[0] = (digest[0] & 0xFC) | 0x02
+        return ":".join(f"{b:02x}" for b in digest)
 
     def _take_boot_device(self) -> BootDevice:
         """The device this boot uses; a one-time override is consumed by it."""
         override = self._boot
+        self._booted = override.device
+        self.backend.boot_uefi = override.uefi  # the firmware's mode for this boot
         if not override.persistent and override.device is not BootDevice.NONE:
             self._boot = BootOverride(uefi=override.uefi)
         return override.device
@@ -171,5 +320,17 @@ class Node:
                    uefi=boot.uefi)
         return boot
 
+    @property
+    def last_boot_media(self) -> str | None:
+        """The virtual media image URL the last boot used (None: it booted no media)."""
+        return self.virtual_media.last_boot_media
+
+    def _power_lost(self, reason: str) -> None:
+        """The backend saw the server stop by itself (its process exited, ...): it is Off."""
+        self._emit("power", action="ServerExited", before=PowerState.ON.value,
+                   after=PowerState.OFF.value, boot_device=None, reason=reason)
+
     def close(self) -> None:
+        self.tasks.close()
+        self.console.close()
         self.backend.close()

@@ -12,6 +12,7 @@ from typing import Any, Protocol, TextIO
 
 from backends import BackendError, create_backend
 from bmc.config import Config, ConfigError, NodeConfig
+from bmc.console import ConsoleHub
 from bmc.node import Node
 from bmc.users import UserStore
 
@@ -49,6 +50,8 @@ def run(config: Config, stop: threading.Event | None = None, out: TextIO | None 
         # front end (Flask) is the slower one to import and start
         for label, factory in (("IPMI", _ipmi_server), ("Redfish", _redfish_server)):
             servers.append(_start(label, factory, config, nodes))
+        if any(spec.console.websocket for spec in config.nodes):
+            servers.append(_start("console WebSocket", _console_server, config, nodes))
         print_table(config, out)
         print(READY.format(count=len(nodes)), file=out, flush=True)
         log.info("serving %d nodes; SIGINT or SIGTERM stops", len(nodes))
@@ -74,7 +77,7 @@ def build_nodes(config: Config) -> list[Node]:
 
 def _build_node(spec: NodeConfig) -> Node:
     try:
-        backend = create_backend(spec.backend, dict(spec.backend_settings))
+        backend = create_backend(spec.backend, dict(spec.backend_settings), spec.name)
     except (TypeError, ValueError) as exc:  # settings the backend does not take
         raise ConfigError([spec.problem("backend", str(exc))]) from exc
     except BackendError as exc:
@@ -86,7 +89,9 @@ def _build_node(spec: NodeConfig) -> Node:
     except ValueError as exc:
         backend.close()
         raise ConfigError([spec.problem("users", str(exc))]) from exc
-    return Node(spec.name, backend, users)
+    console = ConsoleHub(backend, name=spec.name, buffer_size=spec.console.buffer_size,
+                         log_path=spec.console.log, novnc_url=spec.console.novnc_url)
+    return Node(spec.name, backend, users, console=console)
 
 
 def _bindings(nodes: list[Node], endpoints: list[Any]) -> list[tuple[str, int, Node]]:
@@ -96,13 +101,25 @@ def _bindings(nodes: list[Node], endpoints: list[Any]) -> list[tuple[str, int, N
 def _ipmi_server(config: Config, nodes: list[Node]) -> Server:
     from ipmi.server import IpmiServer  # lazily: only `serve` needs the protocol stacks
 
-    return IpmiServer(_bindings(nodes, [n.ipmi for n in config.nodes]))
+    bindings = [(spec.ipmi.address, spec.ipmi.port, node,
+                 {"session_limit": spec.ipmi_session_limit,
+                  "idle_timeout": spec.ipmi_idle_timeout})
+                for spec, node in zip(config.nodes, nodes, strict=True)]
+    return IpmiServer(bindings)
 
 
 def _redfish_server(config: Config, nodes: list[Node]) -> Server:
     from redfish.server import RedfishServer
 
     return RedfishServer(_bindings(nodes, [n.redfish for n in config.nodes]))
+
+
+def _console_server(config: Config, nodes: list[Node]) -> Server:
+    from redfish.console_ws import ConsoleWebSocketServer
+
+    return ConsoleWebSocketServer([(spec.console.websocket.address, spec.console.websocket.port,
+                                    node) for spec, node in zip(config.nodes, nodes, strict=True)
+                                   if spec.console.websocket is not None])
 
 
 def _start(label: str, factory: Callable[[Config, list[Node]], Server], config: Config,
@@ -162,10 +179,15 @@ def _handle_signals(stop: threading.Event) -> Callable[[], None]:
 
 def print_table(config: Config, out: TextIO) -> None:
     """The endpoint table: one row per node (passwords are never shown)."""
-    rows = [("NODE", "IPMI (UDP)", "REDFISH", "USER")]
+    consoles = any(node.console.websocket for node in config.nodes)
+    rows = [("NODE", "IPMI (UDP)", "REDFISH", "USER") + (("CONSOLE",) if consoles else ())]
     for node in config.nodes:
         users = node.users[0].name + (f" (+{len(node.users) - 1})" if len(node.users) > 1 else "")
-        rows.append((node.name, node.ipmi.host_port, node.redfish_url, users))
+        row = (node.name, node.ipmi.host_port, node.redfish_url, users)
+        if consoles:
+            ws = node.console.websocket
+            row += (f"ws://{ws.host_port}" if ws else "-",)
+        rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))

@@ -42,14 +42,30 @@ MAX_PASSWORD_BYTES = 20
 
 @dataclass
 class User:
+    """One user slot. `privilege` is the limit on the (single) LAN channel and the Redfish role.
+
+    A slot may exist without a name (IPMI lets a password or privilege be set first); such a
+    slot is invisible to lookups by name, `by_id` and `all`, and can never be enabled.
+    """
+
     user_id: int
     name: str
     password: str
     privilege: Privilege = Privilege.ADMINISTRATOR
     enabled: bool = True
+    # IPMI per-channel access bits (Set/Get User Access); one LAN channel
+    ipmi_messaging: bool = True
+    link_auth: bool = False
+    callback_only: bool = False
 
     def password_bytes(self) -> bytes:
         return self.password.encode()
+
+    @property
+    def may_use_ipmi(self) -> bool:
+        """May open an IPMI LAN session: named, enabled, some privilege, IPMI messaging on."""
+        return (bool(self.name) and self.enabled and self.ipmi_messaging
+                and self.privilege is not Privilege.NO_ACCESS)
 
 
 class UserStore:
@@ -69,18 +85,23 @@ class UserStore:
             if self._find(name) is not None:
                 raise ValueError(f"user {name!r} exists")
             if user_id is None:
-                free = [i for i in range(2, MAX_USERS + 1) if i not in self._users]
+                free = [i for i in range(2, MAX_USERS + 1) if not self._named(i)]
                 if not free:
                     raise ValueError("no free user slot")
                 user_id = free[0]
-            if not 2 <= user_id <= MAX_USERS:
-                raise ValueError(f"user id must be 2..{MAX_USERS}")
+            _check_id(user_id)
+            if self._named(user_id):
+                raise ValueError(f"user id {user_id} is taken")
             user = User(user_id, name, password, privilege, enabled)
             self._users[user_id] = user
             return user
 
     def _find(self, name: str) -> User | None:
-        return next((u for u in self._users.values() if u.name == name), None)
+        return next((u for u in self._users.values() if name and u.name == name), None)
+
+    def _named(self, user_id: int) -> bool:
+        user = self._users.get(user_id)
+        return user is not None and bool(user.name)
 
     def by_name(self, name: str) -> User | None:
         """The enabled-or-not user called `name`; never matches an empty (null) name."""
@@ -90,12 +111,74 @@ class UserStore:
             return self._find(name)
 
     def by_id(self, user_id: int) -> User | None:
+        """The named user in slot `user_id` (a slot without a name is no account)."""
+        with self._lock:
+            user = self._users.get(user_id)
+            return user if user is not None and user.name else None
+
+    def all(self) -> list[User]:
+        """Every named user, by ID."""
+        with self._lock:
+            return sorted((u for u in self._users.values() if u.name), key=lambda u: u.user_id)
+
+    # -- IPMI user slots (Set User Name / Password / Access); ID 1 is never changed --------
+    def slot(self, user_id: int) -> User | None:
+        """The slot `user_id`, named or not; None if it was never set."""
         with self._lock:
             return self._users.get(user_id)
 
-    def all(self) -> list[User]:
+    def _slot_for_change(self, user_id: int) -> User:
+        _check_id(user_id)
+        user = self._users.get(user_id)
+        if user is None:  # IPMI may set a password or privilege before the name
+            user = self._users[user_id] = User(user_id, "", "", Privilege.NO_ACCESS, False)
+        return user
+
+    def set_name(self, user_id: int, name: str) -> User:
+        """Name slot `user_id`; a new slot starts disabled, NO ACCESS. "" clears (and disables)."""
+        if len(name.encode()) > 16:
+            raise ValueError("user names are at most 16 bytes")
         with self._lock:
-            return sorted(self._users.values(), key=lambda u: u.user_id)
+            other = self._find(name)
+            if other is not None and other.user_id != user_id:
+                raise ValueError(f"user {name!r} exists")
+            user = self._slot_for_change(user_id)
+            user.name = name
+            if not name:
+                user.enabled = False  # never an enabled null user
+            return user
+
+    def set_password(self, user_id: int, password: str) -> User:
+        if len(password.encode()) > MAX_PASSWORD_BYTES:
+            raise ValueError(f"password longer than {MAX_PASSWORD_BYTES} bytes")
+        with self._lock:
+            user = self._slot_for_change(user_id)
+            user.password = password
+            return user
+
+    def set_enabled(self, user_id: int, enabled: bool) -> User:
+        with self._lock:
+            user = self._slot_for_change(user_id)
+            if enabled and not user.name:
+                raise ValueError("a user without a name cannot be enabled")
+            user.enabled = enabled
+            return user
+
+    def set_access(self, user_id: int, *, privilege: Privilege | None = None,
+                   ipmi_messaging: bool | None = None, link_auth: bool | None = None,
+                   callback_only: bool | None = None) -> User:
+        """Change the channel access of slot `user_id`; None leaves a field as it is."""
+        with self._lock:
+            user = self._slot_for_change(user_id)
+            if privilege is not None:
+                user.privilege = privilege
+            if ipmi_messaging is not None:
+                user.ipmi_messaging = ipmi_messaging
+            if link_auth is not None:
+                user.link_auth = link_auth
+            if callback_only is not None:
+                user.callback_only = callback_only
+            return user
 
     def remove(self, user_id: int) -> None:
         with self._lock:
@@ -109,3 +192,10 @@ class UserStore:
         if not hmac.compare_digest(user.password.encode(), password.encode()):
             return None
         return user
+
+
+def _check_id(user_id: int) -> None:
+    if user_id == 1:
+        raise ValueError("user ID 1 is the reserved null user")
+    if not 2 <= user_id <= MAX_USERS:
+        raise ValueError(f"user id must be 2..{MAX_USERS}")

@@ -21,13 +21,16 @@ from ipmi.commands import (
     CC_INSUFFICIENT_PRIVILEGE,
     CC_INVALID_COMMAND,
     CC_UNSPECIFIED,
+    NETFN_APP,
     Command,
     Context,
     IpmiError,
     load_all,
 )
+from ipmi.controller import ControllerState
 from ipmi.crypto import SessionKeys, find_suite, hmac_digest, md5_authcode
 from ipmi.session import Session, Stage
+from ipmi.sol import SolService
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,7 @@ RMCP_INVALID_NAME_LENGTH = 0x0C
 
 #: a session still being set up is dropped after this many seconds without progress
 PENDING_TIMEOUT = 10.0
+CLOSE_SESSION = (NETFN_APP, 0x3C)
 
 
 class BmcEndpoint:
@@ -51,8 +55,10 @@ class BmcEndpoint:
 
     def __init__(self, node: Node, *, session_limit: int = 4, idle_timeout: float = 60.0,
                  clock: Callable[[], float] = time.monotonic,
-                 random: Callable[[int], bytes] = os.urandom, kg: bytes | None = None) -> None:
+                 random: Callable[[int], bytes] = os.urandom, kg: bytes | None = None,
+                 local_address: tuple[str, int] | None = None) -> None:
         self.node = node
+        self.local_address = local_address  # where the server bound us (LAN parameters)
         self.session_limit = session_limit
         self.idle_timeout = idle_timeout
         self.clock = clock
@@ -63,6 +69,15 @@ class BmcEndpoint:
         #: IPMI-only boot option parameters (set-in-progress, valid-bit clearing, ack)
         self.boot_params: dict[int, bytes] = {}
         self.guid = wire.guid_bytes(node.uuid)
+        #: watchdog, global enables: what a Cold Reset sets back
+        self.controller = ControllerState(clock)
+        self._reset_pending: bool | None = None  # a BMC reset to do once the reply is built
+        #: Serial over LAN. Console output arrives on another thread: the SOL payload then calls
+        #: `wakeup` (the server sets it) and the server collects the packets with poll()
+        self.wakeup: Callable[[], None] = lambda: None
+        self.sol = SolService(node.console, alive=self._session_alive,
+                              close_session=self.close_session, wakeup=lambda: self.wakeup())
+        self.sol_set_in_progress = 0  # SOL configuration parameter 0
 
     # -- entry point ------------------------------------------------------------------------
     def datagram_received(self, data: bytes, peer: Hashable) -> bytes | None:
@@ -73,7 +88,27 @@ class BmcEndpoint:
             log.debug("dropped malformed packet from %s: %s", peer, exc)
         except Exception:  # a bug must cost one packet, never the server
             log.exception("error handling packet from %s", peer)
+        finally:
+            if self._reset_pending is not None:  # the reply is built (and signed): reset now
+                self._reset(cold=self._reset_pending)
         return None
+
+    def request_reset(self, *, cold: bool) -> None:
+        """BMC Cold/Warm Reset: drop every session once the current reply has been built."""
+        self._reset_pending = cold
+
+    def _reset(self, *, cold: bool) -> None:
+        log.info("%s: BMC %s reset: %d sessions dropped", self.node.name,
+                 "cold" if cold else "warm", len(self.sessions))
+        self._reset_pending = None
+        now = self.clock()
+        for sid, session in list(self.sessions.items()):
+            if session.stage is Stage.ACTIVE:
+                session.draining, session.last_activity = True, now
+            else:
+                del self.sessions[sid]
+        if cold:
+            self.controller = ControllerState(self.clock)
 
     def _receive(self, data: bytes, peer: Hashable) -> bytes | None:
         if len(data) < 5 or data[0] != wire.RMCP_VERSION:
@@ -92,12 +127,53 @@ class BmcEndpoint:
         """Forget sessions idle too long, so a vanished client frees its slot."""
         now = self.clock()
         for sid, session in list(self.sessions.items()):
-            limit = self.idle_timeout if session.stage is Stage.ACTIVE else PENDING_TIMEOUT
+            limit = (self.idle_timeout if session.stage is Stage.ACTIVE and not session.draining
+                     else PENDING_TIMEOUT)
             if now - session.last_activity > limit:
                 del self.sessions[sid]
+        self.controller.watchdog.poll(self.node)
 
     def close_session(self, bmc_id: int) -> bool:
         return self.sessions.pop(bmc_id, None) is not None
+
+    def session_count(self, *, active_only: bool = False) -> int:
+        """Sessions holding a slot (those a BMC reset dropped do not); or only active ones."""
+        return sum(1 for s in self.sessions.values() if not s.draining
+                   and (s.stage is Stage.ACTIVE or not active_only))
+
+    # -- packets not answering a request (SOL output, retransmissions, notices) ----------------
+    def poll(self, now: float | None = None) -> list[tuple[Hashable, bytes]]:
+        """The datagrams to send now, each with its peer. Never raises."""
+        try:
+            out = []
+            for session, payload in self.sol.poll(self.clock() if now is None else now):
+                if payload is None:
+                    out.append((session.peer, b""))
+                elif session.keys is not None:
+                    out.append((session.peer, self._seal(session, wire.PAYLOAD_SOL, payload)))
+            return out
+        except Exception:  # a bug must cost some output, never the server
+            log.exception("%s: SOL poll failed", self.node.name)
+            return []
+
+    def next_deadline(self) -> float | None:
+        """When poll() next has something to do (clock() time), None if only on wakeup."""
+        return self.sol.deadline()
+
+    def close(self) -> None:
+        """The server stops: detach from the console."""
+        self.sol.close()
+
+    def _session_alive(self, session: Session) -> bool:
+        return (self.sessions.get(session.bmc_id) is session and not session.draining
+                and session.stage is Stage.ACTIVE)
+
+    def _seal(self, session: Session, payload_type: int, payload: bytes) -> bytes:
+        """An encrypted, signed RMCP+ packet of `session`."""
+        assert session.keys is not None
+        keys = session.keys
+        return wire.build_v20(payload_type, session.console_id, session.next_outbound_seq(),
+                              keys.encrypt(payload), encrypted=True, sign=keys.sign)
 
     # -- RMCP+ ------------------------------------------------------------------------------
     def _receive_v20(self, data: bytes, peer: Hashable) -> bytes | None:
@@ -127,10 +203,14 @@ class BmcEndpoint:
             return None  # our suites all require confidentiality
         if session.last_reply and session.last_reply[:2] == (packet.sequence, data):
             return session.last_reply[2]  # the console retried: same answer, done once
-        if not session.accept_inbound_seq(packet.sequence):
+        if not session.accept_inbound_seq(packet.sequence,
+                                          duplicates_ok=packet.payload_type == wire.PAYLOAD_SOL):
             return None
         session.last_activity = self.clock()
         payload = keys.decrypt(packet.payload)
+        if packet.payload_type == wire.PAYLOAD_SOL:
+            ack = self.sol.receive(session, payload, self.clock())
+            return None if ack is None else self._seal(session, wire.PAYLOAD_SOL, ack)
         if packet.payload_type != wire.PAYLOAD_IPMI:
             return None
         reply = self._dispatch(payload, session)
@@ -161,7 +241,7 @@ class BmcEndpoint:
         session = next((s for s in self.sessions.values() if s.peer == peer
                         and s.console_id == console_id and s.stage is Stage.OPENED), None)
         if session is None:
-            if len(self.sessions) >= self.session_limit:
+            if self.session_count() >= self.session_limit:
                 return self._open_session_error(tag, RMCP_NO_RESOURCES, console_id)
             session = Session(self._new_session_id(), console_id, peer, Stage.OPENED,
                               self.clock(), suite=suite, requested_privilege=privilege)
@@ -195,7 +275,7 @@ class BmcEndpoint:
         if name_length > 16 or len(username) != name_length:
             return self._rakp_fail(session, wire.PAYLOAD_RAKP2, tag, RMCP_INVALID_NAME_LENGTH)
         user = self.node.users.by_name(username.decode("latin-1"))
-        if user is None or not user.enabled:  # also refuses the null (anonymous) user
+        if user is None or not user.may_use_ipmi:  # also refuses the null (anonymous) user
             return self._rakp_fail(session, wire.PAYLOAD_RAKP2, tag, RMCP_UNAUTHORIZED_NAME)
         try:
             role = Privilege(role_byte & 0x0F)
@@ -323,6 +403,9 @@ class BmcEndpoint:
             return wire.build_response(request, CC_INVALID_COMMAND)
         if sessionless and not entry.sessionless:
             return None  # outside a session only the pre-session commands are answered
+        if session is not None and session.draining and \
+                (request.netfn, request.command) != CLOSE_SESSION:
+            return None  # a BMC reset dropped this session
         if session is not None and session.stage is not Stage.ACTIVE and not entry.sessionless:
             return None
         if (session is not None and session.stage is Stage.ACTIVE

@@ -42,7 +42,11 @@ class Session:
     username: bytes = b""
     challenge: bytes = b""  # 1.5
     inbound_seq: int = 0
+    inbound_seen: int = 0  # bit i set: inbound_seq - i has been received (duplicates)
     outbound_seq: int = 0
+    #: dropped by a BMC reset: only its Close Session is still answered (so that clients do
+    #: not wait out their retries), until it expires
+    draining: bool = False
     #: last (sequence, request bytes, reply) so a retransmitted request gets the same reply
     last_reply: tuple[int, bytes, bytes] | None = field(default=None, repr=False)
 
@@ -50,13 +54,29 @@ class Session:
         self.outbound_seq = (self.outbound_seq + 1) & 0xFFFFFFFF or 1
         return self.outbound_seq
 
-    def accept_inbound_seq(self, seq: int) -> bool:
-        """Sliding-window check of an inbound session sequence number (13.28.5)."""
+    def accept_inbound_seq(self, seq: int, *, duplicates_ok: bool = False) -> bool:
+        """Sliding-window check of an inbound session sequence number (13.28.5, 6.12.13).
+
+        Up to SEQUENCE_WINDOW ahead of the highest number seen moves the window; a number
+        behind it is accepted once (late, out of order) but never twice (a replay), unless
+        `duplicates_ok`: SOL, whose own sequence numbers catch repeats, and whose clients
+        (pyghmi) retransmit a packet byte for byte when our acknowledgement is late.
+        """
         if seq == 0:
             return False
-        if self.inbound_seq == 0 or seq > self.inbound_seq:
-            if self.inbound_seq and seq - self.inbound_seq > SEQUENCE_WINDOW:
-                return False
+        if self.inbound_seq == 0:
+            self.inbound_seq, self.inbound_seen = seq, 1
+            return True
+        ahead = (seq - self.inbound_seq) & 0xFFFFFFFF  # modulo 2^32: numbers wrap around
+        behind = (self.inbound_seq - seq) & 0xFFFFFFFF
+        if 0 < ahead <= SEQUENCE_WINDOW:
+            self.inbound_seen = ((self.inbound_seen << ahead) | 1) & _WINDOW_MASK
             self.inbound_seq = seq
             return True
-        return self.inbound_seq - seq < SEQUENCE_WINDOW
+        if behind >= SEQUENCE_WINDOW or (self.inbound_seen >> behind & 1 and not duplicates_ok):
+            return False
+        self.inbound_seen |= 1 << behind
+        return True
+
+
+_WINDOW_MASK = (1 << SEQUENCE_WINDOW) - 1

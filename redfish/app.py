@@ -6,7 +6,9 @@ One app serves every node; the node of a request comes from the WSGI environ
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -15,17 +17,40 @@ from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from backends.base import BackendError
-from redfish import auth, context, odata, paths
+from redfish import auth, context, odata, paths, query
 from redfish.errors import RedfishError, error, not_found, unauthorized
 from redfish.resources import (
     accounts,
+    bios,
     chassis,
+    ethernet_interfaces,
+    event_service,
+    json_schemas,
+    log_services,
     managers,
+    memory,
     metadata,
+    power,
+    processors,
+    registries,
+    secure_boot,
+    sensors,
     service_root,
     sessions,
+    simple_storage,
+    storage,
     systems,
+    task_service,
+    thermal,
+    update_service,
+    virtual_media,
 )
+
+#: every resource module, each a blueprint `bp`
+RESOURCES = (service_root, metadata, systems, managers, chassis, sessions, accounts, bios,
+             secure_boot, virtual_media, processors, memory, ethernet_interfaces, simple_storage,
+             storage, log_services, event_service, task_service, update_service, json_schemas,
+             registries, sensors, thermal, power)
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +62,18 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 def create_app(*, session_timeout: float = auth.DEFAULT_SESSION_TIMEOUT,
                session_limit: int = auth.DEFAULT_SESSION_LIMIT,
-               max_body: int = MAX_BODY) -> Flask:
+               max_body: int = MAX_BODY,
+               sse_heartbeat: float = event_service.SSE_HEARTBEAT,
+               sse_max_seconds: float = event_service.SSE_MAX_SECONDS,
+               sse_streams: int = event_service.SSE_STREAMS) -> Flask:
+    """The app; `sse_streams` caps open SSE streams across all BMCs (each holds a thread)."""
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = max_body
     app.extensions["redfish.states"] = context.NodeStates(session_timeout, session_limit)
-    for module in (service_root, metadata, systems, managers, chassis, sessions, accounts):
+    app.extensions["redfish.sse"] = {"slots": threading.BoundedSemaphore(sse_streams),
+                                     "heartbeat": sse_heartbeat,
+                                     "max_seconds": sse_max_seconds}
+    for module in RESOURCES:
         app.register_blueprint(module.bp)
 
     # URI template -> every method some route offers there, for the Allow header
@@ -65,7 +97,10 @@ def _strip_trailing_slash(wsgi_app: WsgiApp) -> WsgiApp:
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if len(path) > 1 and path.endswith("/"):
-            environ["PATH_INFO"] = path.rstrip("/") or "/"
+            path = environ["PATH_INFO"] = path.rstrip("/") or "/"
+        if environ.get("REQUEST_METHOD") == "POST" and path.endswith("/Members"):
+            # DSP0266: POST to a collection's Members is POST to the collection
+            environ["PATH_INFO"] = path.removesuffix("/Members")
         return wsgi_app(environ, start_response)
 
     return app
@@ -83,13 +118,18 @@ def _bind_and_authenticate() -> None:
     if node is None:
         raise RuntimeError("request is not bound to a node; serve the app via RedfishServer")
     g.node = node
-    if _is_public():
-        return
-    # checked before routing, so an unauthenticated caller learns nothing about the URI space
-    principal = _authenticate()
-    if principal is None:
-        raise unauthorized()
-    g.principal = principal
+    version = request.headers.get("OData-Version")
+    if version is not None and version.strip() != "4.0":
+        raise error(412, "GeneralError", text=f"OData-Version {version} is not supported; "
+                                              "this service speaks OData 4.0.")
+    if not _is_public():
+        # checked before routing, so an unauthenticated caller learns nothing about the URIs
+        principal = _authenticate()
+        if principal is None:
+            raise unauthorized()
+        g.principal = principal
+    if request.method in ("GET", "HEAD"):
+        g.query = query.parse()  # 501/400 for a query we do not support, before any work
 
 
 def _authenticate() -> auth.Principal | None:
@@ -100,7 +140,7 @@ def _authenticate() -> auth.Principal | None:
     credentials = request.authorization
     if credentials is not None and credentials.type == "basic":
         return auth.from_basic(node.users, credentials.username or "",
-                               credentials.password or "")
+                               credentials.password or "", node.lockout)
     return None
 
 
@@ -111,9 +151,25 @@ def _redfish_headers(response: Response) -> Response:
     if rule is not None and response.status_code < 400:
         allow: dict[str, str] = current_app.extensions["redfish.allow"]
         response.headers["Allow"] = allow.get(rule.rule, "")
+    if response.is_streamed or response.mimetype != "application/json":
+        return response  # SSE, $metadata: nothing below applies
     if response.status_code == 200 and request.method in ("GET", "HEAD", "PATCH"):
-        etag = odata.etag_of(response.get_data())
+        data = response.get_data()
+        # the ETag of the resource itself, whatever $select/$expand make of the answer, so
+        # that it is the one If-Match is checked against
+        etag = odata.etag_of(data)
         response.headers["ETag"] = etag
+        body = json.loads(data)
+        described_by = odata.schema_uri(body.get("@odata.type"))
+        if described_by:
+            response.headers["Link"] = f"<{described_by}>; rel=describedby"
+        if isinstance(body, dict) and "@odata.id" in body:
+            # the payload carries the same ETag as the header (DSP0266 "ETags")
+            body = odata.with_etag(body, etag)
+            wanted: query.Query | None = g.get("query")
+            if wanted is not None and not wanted.empty:
+                body = query.apply(body, wanted)
+            response.set_data(odata.dumps(body))
         if_none_match = request.headers.get("If-None-Match")
         if (request.method != "PATCH" and if_none_match
                 and odata.etag_matches(if_none_match, etag)):

@@ -8,12 +8,16 @@ digest: the plain token exists in the 201 answer and nowhere else, and is never 
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
 
+from bmc.lockout import AccountLockout
 from bmc.users import Privilege, User, UserStore
+
+log = logging.getLogger(__name__)
 
 #: idle seconds after which a session ends (reported as SessionService.SessionTimeout)
 DEFAULT_SESSION_TIMEOUT = 1800
@@ -133,8 +137,21 @@ def usable(user: User | None) -> bool:
     return user is not None and user.enabled and user.privilege is not Privilege.NO_ACCESS
 
 
-def login(users: UserStore, name: str, password: str) -> User | None:
+def login(users: UserStore, name: str, password: str,
+          lockout: AccountLockout | None = None) -> User | None:
+    """The account `name`/`password` opens, if it may log in and is not locked out.
+
+    With `lockout`, failures of an existing account are counted and a locked account is
+    refused whatever the password (so guessing gets nowhere).
+    """
+    if lockout is not None and lockout.is_locked(name):
+        return None
     user = users.authenticate(name, password)
+    if lockout is not None:
+        if user is not None:
+            lockout.succeeded(name)
+        elif users.by_name(name) is not None and lockout.failed(name):
+            log.warning("account %r locked after %d failed logins", name, lockout.threshold)
     return user if usable(user) else None
 
 
@@ -150,6 +167,7 @@ def from_token(users: UserStore, sessions: SessionStore, token: str) -> Principa
     return Principal(user, session)
 
 
-def from_basic(users: UserStore, name: str, password: str) -> Principal | None:
-    user = login(users, name, password)
+def from_basic(users: UserStore, name: str, password: str,
+               lockout: AccountLockout | None = None) -> Principal | None:
+    user = login(users, name, password, lockout)
     return Principal(user, None) if user else None

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import threading
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from flask import current_app, g, request
 
@@ -20,8 +21,8 @@ from redfish import NODE_ENVIRON_KEY
 from redfish.auth import Principal, SessionStore
 from redfish.errors import RedfishError, error, forbidden, not_found
 
-__all__ = ["NODE_ENVIRON_KEY", "NodeState", "NodeStates", "json_body", "missing", "node",
-           "principal", "require", "state"]
+__all__ = ["NODE_ENVIRON_KEY", "NodeState", "NodeStates", "action_body", "find", "json_body",
+           "missing", "node", "principal", "require", "state"]
 
 
 @dataclass
@@ -69,6 +70,22 @@ def missing() -> RedfishError:
     return not_found(request.path)
 
 
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+Member = TypeVar("Member", bound=_HasId)
+
+
+def find(members: Iterable[Member], member_id: str) -> Member:
+    """The member of a collection with Id `member_id`; 404 for the request's URI otherwise."""
+    for member in members:
+        if member.id == member_id:
+            return member
+    raise missing()
+
+
 def require(privilege: str) -> None:
     """403 unless the caller's role grants `privilege` (a Redfish privilege name)."""
     if not principal().has(privilege):
@@ -96,3 +113,13 @@ def json_body() -> dict[str, Any]:
     if not isinstance(body, dict):
         raise error(400, "UnrecognizedRequestBody")
     return body
+
+
+def action_body() -> dict[str, Any]:
+    """An action's parameters: like `json_body`, but no body at all means no parameters.
+
+    Clients differ: sushy POSTs EjectMedia and ResetBios without a body, others send `{}`.
+    """
+    if not request.get_data(cache=True).strip():
+        return {}
+    return json_body()

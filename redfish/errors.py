@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: the Base registry version the MessageIds name
-BASE_REGISTRY = "Base.1.16.0"
+BASE_REGISTRY = "Base.1.22.1"
 
 # MessageId -> (message template with %1.., severity, resolution), as in the DMTF Base registry
 _BASE: dict[str, tuple[str, str, str]] = {
@@ -84,6 +84,104 @@ _BASE: dict[str, tuple[str, str, str]] = {
         "request if the operation failed."),
     "OperationNotAllowed": (
         "The HTTP method is not allowed on this resource.", "Critical", "None."),
+    "Success": (
+        "The request completed successfully.",
+        "OK", "None."),
+    "Created": (
+        "The resource was created successfully.",
+        "OK", "None."),
+    "PropertyValueFormatError": (
+        "The value '%1' for the property %2 is not a format that the property can accept.",
+        "Warning", "Correct the value for the property in the request body and resubmit "
+        "the request if the operation failed."),
+    "PropertyValueOutOfRange": (
+        "The value '%1' for the property %2 is not in the supported range of acceptable values.",
+        "Warning", "Correct the value for the property in the request body and resubmit "
+        "the request if the operation failed."),
+    "PropertyValueError": (
+        "The value provided for the property %1 is not valid.",
+        "Warning", "Correct the value for the property in the request body and resubmit "
+        "the request if the operation failed."),
+    "ActionParameterValueFormatError": (
+        "The value '%1' for the parameter %2 in the action %3 is not a format that the "
+        "parameter can accept.",
+        "Warning", "Correct the value for the parameter in the request body and resubmit "
+        "the request if the operation failed."),
+    "ActionParameterValueError": (
+        "The value for the parameter %1 in the action %2 is invalid.",
+        "Warning", "Correct the value for the parameter in the request body and resubmit "
+        "the request if the operation failed."),
+    "ActionParameterValueConflict": (
+        "The parameter '%1' with the requested value of '%2' does not meet the "
+        "constraints of the implementation.",
+        "Warning", "None."),
+    "ResourceAlreadyExists": (
+        "The requested resource of type %1 with the property %2 with the value '%3' "
+        "already exists.",
+        "Critical", "Do not repeat the create operation as the resource was already created."),
+    "CreateLimitReachedForResource": (
+        "The create operation failed because the resource has reached the limit of "
+        "possible resources.",
+        "Critical", "Either delete resources and resubmit the request if the operation "
+        "failed or do not resubmit the request."),
+    "EventSubscriptionLimitExceeded": (
+        "The event subscription failed due to the number of simultaneous subscriptions "
+        "exceeding the limit of the implementation.",
+        "Critical", "Reduce the number of other subscriptions before trying to establish "
+        "the event subscription or increase the limit of simultaneous "
+        "subscriptions, if supported."),
+    "QueryParameterValueFormatError": (
+        "The value '%1' for the parameter %2 is not a format that the parameter can accept.",
+        "Warning", "Correct the value for the query parameter in the request and resubmit "
+        "the request if the operation failed."),
+    "QueryParameterValueError": (
+        "The value for the parameter %1 is invalid.",
+        "Warning", "Correct the value for the query parameter in the request and resubmit "
+        "the request if the operation failed."),
+    "QueryNotSupportedOnResource": (
+        "Querying is not supported on the requested resource.",
+        "Warning", "Remove the query parameters and resubmit the request if the operation failed."),
+    "QueryParameterUnsupported": (
+        "Query parameter '%1' is not supported.",
+        "Warning", "Correct or remove the query parameter and resubmit the request."),
+    "ServiceTemporarilyUnavailable": (
+        "The service is temporarily unavailable.  Retry in %1 seconds.",
+        "Critical", "Wait for the indicated retry duration and retry the operation."),
+    "PasswordIncorrectLength": (
+        "The password provided for this account does not meet the password length "
+        "requirements of the service.",
+        "Critical", "Resubmit the request with a password that meets the password length "
+        "requirements as specified by the `MinPasswordLength` and "
+        "`MaxPasswordLength` properties in the `AccountService` resource."),
+    "ActionNotSupported": (
+        "The action %1 is not supported by the resource.",
+        "Critical", "Check the Actions property in the resource for the supported actions."),
+    "ResourceCannotBeDeleted": (
+        "The delete request failed because the resource requested cannot be deleted.",
+        "Critical", "Do not attempt to delete a non-deletable resource."),
+    "ResourceInUse": (
+        "The change to the requested resource failed because the resource is in use or in"
+        " transition.",
+        "Warning", "Remove the condition and resubmit the request if the operation failed."),
+    "StringValueTooLong": (
+        "The string '%1' exceeds the length limit %2.",
+        "Warning", "Resubmit the request with an appropriate string length."),
+    "AccountModified": (
+        "The account was successfully modified.",
+        "OK", "None."),
+    "AccountRemoved": (
+        "The account was successfully removed.",
+        "OK", "None."),
+    "PropertyValueResourceConflict": (
+        "The property '%1' with the requested value of '%2' could not be written because "
+        "the value conflicts with the state or configuration of the resource at '%3'.",
+        "Warning", "None."),
+    "InvalidURI": (
+        "The URI %1 was not found.",
+        "Critical", "Provide a valid URI and resubmit the request."),
+    "NoOperation": (
+        "The request body submitted contain no data to act upon and no changes to the resource "
+        "took place.", "Warning", "Add properties in the JSON object and resubmit the request."),
     "PreconditionFailed": (
         "The ETag supplied did not match the ETag required to change this resource.",
         "Critical", "Try the operation again using the appropriate ETag."),

@@ -32,6 +32,63 @@ SCHEMAS: dict[str, str | None] = {
     "AccountService": "v1_13_0",
     "ManagerAccountCollection": None,
     "ManagerAccount": "v1_10_0",
+    "RoleCollection": None,
+    "Role": "v1_3_1",
+    "Bios": "v1_2_0",
+    "AttributeRegistry": "v1_3_6",
+    "SecureBoot": "v1_1_0",
+    "VirtualMediaCollection": None,
+    "VirtualMedia": "v1_6_0",
+    "ProcessorCollection": None,
+    "Processor": "v1_18_0",
+    "MemoryCollection": None,
+    "Memory": "v1_17_0",
+    "EthernetInterfaceCollection": None,
+    "EthernetInterface": "v1_10_0",
+    "SimpleStorageCollection": None,
+    "SimpleStorage": "v1_3_1",
+    "StorageCollection": None,
+    "Storage": "v1_15_0",
+    "StorageControllerCollection": None,
+    "StorageController": "v1_7_0",
+    "DriveCollection": None,
+    "Drive": "v1_17_0",
+    "VolumeCollection": None,
+    "Volume": "v1_9_0",
+    "LogServiceCollection": None,
+    "LogService": "v1_6_0",
+    "LogEntryCollection": None,
+    "LogEntry": "v1_16_0",
+    "EventService": "v1_10_0",
+    "EventDestinationCollection": None,
+    "EventDestination": "v1_13_0",
+    "TaskService": "v1_2_0",
+    "TaskCollection": None,
+    "Task": "v1_7_0",
+    "UpdateService": "v1_11_0",
+    "SoftwareInventoryCollection": None,
+    "SoftwareInventory": "v1_10_0",
+    "JsonSchemaFileCollection": None,
+    "JsonSchemaFile": "v1_1_4",
+    "MessageRegistryFileCollection": None,
+    "MessageRegistryFile": "v1_1_3",
+    "Thermal": "v1_7_1",
+    "Power": "v1_7_1",
+    "ThermalSubsystem": "v1_3_0",
+    "FanCollection": None,
+    "Fan": "v1_5_0",
+    "ThermalMetrics": "v1_0_1",
+    "PowerSubsystem": "v1_1_0",
+    "PowerSupplyCollection": None,
+    "PowerSupply": "v1_5_0",
+    "SensorCollection": None,
+    "Sensor": "v1_9_0",
+}
+
+#: schemas whose types appear inside resources (annotations, payloads) without being served
+EMBEDDED_SCHEMAS: dict[str, str] = {
+    "Settings": "v1_3_5",
+    "Event": "v1_7_0",
 }
 
 JSON_TYPE = "application/json; charset=utf-8"
@@ -42,6 +99,19 @@ Body = dict[str, Any]
 def odata_type(schema: str) -> str:
     version = SCHEMAS[schema]
     return f"#{schema}.{version}.{schema}" if version else f"#{schema}.{schema}"
+
+
+#: where the DMTF publishes the JSON schemas (what `Link: rel=describedby` points at)
+DMTF_JSON_SCHEMAS = "http://redfish.dmtf.org/schemas/v1"
+
+
+def schema_uri(odata_type: object) -> str | None:
+    """The JSON schema of an `@odata.type` ("#Bios.v1_2_0.Bios" -> .../Bios.v1_2_0.json)."""
+    if not isinstance(odata_type, str) or not odata_type.startswith("#"):
+        return None
+    parts = odata_type[1:].split(".")
+    name = ".".join(parts[:2]) if len(parts) == 3 else parts[0]
+    return f"{DMTF_JSON_SCHEMAS}/{name}.json"
 
 
 def link(uri: str) -> Body:
@@ -63,6 +133,13 @@ def collection(schema: str, uri: str, name: str, members: list[str]) -> Body:
         "Members@odata.count": len(members),
         "Members": [link(m) for m in members],
     })
+
+
+def with_etag(body: Body, etag: str) -> Body:
+    """`body` with `@odata.etag` after its other @odata properties."""
+    envelope = {k: v for k, v in body.items() if k.startswith("@odata.") and k != "@odata.etag"}
+    rest = {k: v for k, v in body.items() if k not in envelope and k != "@odata.etag"}
+    return {**envelope, "@odata.etag": etag, **rest}
 
 
 def dumps(body: Body) -> bytes:

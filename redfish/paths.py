@@ -24,8 +24,22 @@ SESSIONS = f"{SESSION_SERVICE}/Sessions"
 ACCOUNT_SERVICE = f"{ROOT}/AccountService"
 ACCOUNTS = f"{ACCOUNT_SERVICE}/Accounts"
 
+ROLES = f"{ACCOUNT_SERVICE}/Roles"
+EVENT_SERVICE = f"{ROOT}/EventService"
+SUBSCRIPTIONS = f"{EVENT_SERVICE}/Subscriptions"
+SSE = f"{EVENT_SERVICE}/SSE"
+TASK_SERVICE = f"{ROOT}/TaskService"
+TASKS = f"{TASK_SERVICE}/Tasks"
+TASK_MONITORS = f"{TASK_SERVICE}/TaskMonitors"
+UPDATE_SERVICE = f"{ROOT}/UpdateService"
+FIRMWARE_INVENTORY = f"{UPDATE_SERVICE}/FirmwareInventory"
+JSON_SCHEMAS = f"{ROOT}/JsonSchemas"
+REGISTRIES = f"{ROOT}/Registries"
+
 MANAGER_ID = "BMC"
 MANAGER = f"{MANAGERS}/{MANAGER_ID}"
+VIRTUAL_MEDIA = f"{MANAGER}/VirtualMedia"
+MANAGER_LOG_SERVICES = f"{MANAGER}/LogServices"
 
 #: GET on these needs no credentials (Redfish spec: service root, OData documents)
 PUBLIC = frozenset({"/redfish", ROOT, ODATA, METADATA})
@@ -54,3 +68,15 @@ def session(session_id: str) -> str:
 
 def account(user_id: int) -> str:
     return f"{ACCOUNTS}/{user_id}"
+
+
+def task(task_id: str) -> str:
+    return f"{TASKS}/{task_id}"
+
+
+def task_monitor(task_id: str) -> str:
+    return f"{TASK_MONITORS}/{task_id}"
+
+
+def subscription(sub_id: str) -> str:
+    return f"{SUBSCRIPTIONS}/{sub_id}"

@@ -112,11 +112,14 @@ def _connection_limit(bmcs: int) -> int:
 class RedfishServer:
     """The Redfish services of many BMCs in one process: one socket per (addr, port, node)."""
 
-    def __init__(self, bindings: list[tuple[str, int, Node]], threads: int = 16) -> None:
+    def __init__(self, bindings: list[tuple[str, int, Node]], threads: int = 16,
+                 app_options: dict[str, Any] | None = None) -> None:
         if not bindings:
             raise ValueError("RedfishServer needs at least one (addr, port, node) binding")
         self.bindings = list(bindings)
         self.threads = threads
+        #: keyword arguments for `redfish.app.create_app` (session and SSE limits, ...)
+        self.app_options = dict(app_options or {})
         self._ports: list[int] = []
         self._map: dict[int, Any] = {}
         self._server: Any = None
@@ -173,7 +176,7 @@ class RedfishServer:
         n = len(sockets)
         self._map = {}
         self._server = create_server(
-            create_app(), map=self._map, sockets=sockets, threads=self.threads,
+            create_app(**self.app_options), map=self._map, sockets=sockets, threads=self.threads,
             asyncore_use_poll=True,  # select() stops at fd 1024; 1,000 BMCs go beyond
             connection_limit=_connection_limit(n),
             max_request_body_size=_WAITRESS_MAX_BODY,

@@ -105,6 +105,17 @@ def command(netfn: int, cmd: int, privilege: Privilege = Privilege.USER,
 
 def load_all() -> dict[tuple[int, int], Command]:
     """Import every handler module (each registers itself) and return the registry."""
-    from ipmi.commands import app, chassis, session  # noqa: F401
+    from ipmi.commands import (  # noqa: F401
+        app,
+        channel,
+        chassis,
+        dcmi,
+        mc,
+        sensor,
+        session,
+        sol,
+        storage,
+        users,
+    )
 
     return REGISTRY

@@ -6,9 +6,10 @@ import struct
 
 from ipmi.commands import NETFN_APP, Context, command
 
-# Get Device ID "additional device support": chassis device, SEL, SDR repository,
-# sensor device are announced only once the handlers exist
-DEVICE_SUPPORT = 0x80  # chassis device
+# Get Device ID "additional device support": chassis device, FRU inventory, SEL, SDR
+# repository and sensor device (ipmi/commands/storage.py, sensor.py). "Provides device SDRs"
+# (device revision bit 7) stays clear: clients read the SDR repository
+DEVICE_SUPPORT = 0x80 | 0x08 | 0x04 | 0x02 | 0x01
 
 
 def _bcd(value: int) -> int:

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from backends.base import BootDevice, PowerState
-from bmc.node import PowerAction
+from bmc.node import (
+    DEFAULT_IDENTIFY_SECONDS,
+    IdentifyState,
+    PowerAction,
+    PowerRestorePolicy,
+    RestartCause,
+)
 from bmc.users import Privilege
 from ipmi.commands import (
     CC_INVALID_DATA_FIELD,
@@ -13,6 +19,7 @@ from ipmi.commands import (
     IpmiError,
     command,
 )
+from ipmi.commands.session import LAN_CHANNEL
 
 CC_PARAM_NOT_SUPPORTED = 0x80
 
@@ -61,14 +68,50 @@ def get_chassis_capabilities(ctx: Context) -> bytes:
     return bytes((0x00, 0x20, 0x20, 0x20, 0x20, 0x20))
 
 
+# power restore policy <-> Set Power Restore Policy byte 1 / Get Chassis Status bits 6:5
+POLICY_CODES = {
+    PowerRestorePolicy.ALWAYS_OFF: 0x0,
+    PowerRestorePolicy.LAST_STATE: 0x1,
+    PowerRestorePolicy.ALWAYS_ON: 0x2,
+}
+POLICY_NO_CHANGE = 0x3
+IDENTIFY_STATE_BITS = {IdentifyState.OFF: 0x00, IdentifyState.TIMED: 0x10,
+                       IdentifyState.ON: 0x20}
+IDENTIFY_SUPPORTED = 0x40
+LAST_POWER_ON_BY_COMMAND = 0x10
+
+
 @command(NETFN_CHASSIS, 0x01)
 def get_chassis_status(ctx: Context) -> bytes:
-    power = 0x01 if ctx.node.power_state is PowerState.ON else 0x00
-    # restore policy bits 6:5 = 00: stays off after AC loss (the node model has no AC yet)
-    last_event = 0x00
-    misc = 0x40  # chassis identify command supported; identify off
+    node = ctx.node
+    power = 0x01 if node.power_state is PowerState.ON else 0x00
+    power |= POLICY_CODES[node.power_restore_policy] << 5
+    last_event = (LAST_POWER_ON_BY_COMMAND
+                  if node.restart_cause is RestartCause.CHASSIS_CONTROL else 0x00)
+    misc = IDENTIFY_SUPPORTED | IDENTIFY_STATE_BITS[node.identify.state]
     front_panel = 0x00
     return bytes((power, last_event, misc, front_panel))
+
+
+@command(NETFN_CHASSIS, 0x04, privilege=Privilege.OPERATOR)
+def chassis_identify(ctx: Context) -> bytes:
+    data = ctx.need(0, 2)
+    if len(data) == 2 and data[1] & 0x01:  # force identify on: until turned off
+        ctx.node.set_identify(None)
+    else:
+        ctx.node.set_identify(float(data[0]) if data else DEFAULT_IDENTIFY_SECONDS)
+    return b""
+
+
+@command(NETFN_CHASSIS, 0x06, privilege=Privilege.OPERATOR)
+def set_power_restore_policy(ctx: Context) -> bytes:
+    code = ctx.need(1, 1)[0] & 0x07
+    if code != POLICY_NO_CHANGE:
+        policy = next((p for p, c in POLICY_CODES.items() if c == code), None)
+        if policy is None:
+            raise IpmiError(CC_INVALID_DATA_FIELD)
+        ctx.node.set_power_restore_policy(policy)
+    return bytes((sum(1 << c for c in POLICY_CODES.values()),))  # every policy is supported
 
 
 @command(NETFN_CHASSIS, 0x02, privilege=Privilege.OPERATOR)
@@ -82,7 +125,10 @@ def chassis_control(ctx: Context) -> bytes:
 
 @command(NETFN_CHASSIS, 0x07)
 def get_system_restart_cause(ctx: Context) -> bytes:
-    return bytes((0x01, 0x01))  # chassis control command, on the LAN channel
+    cause = ctx.node.restart_cause
+    # the channel that carried the command: LAN for remote commands, none otherwise
+    channel = LAN_CHANNEL if cause is RestartCause.CHASSIS_CONTROL else 0
+    return bytes((cause.value, channel))
 
 
 @command(NETFN_CHASSIS, 0x08, privilege=Privilege.OPERATOR)

@@ -8,6 +8,7 @@ from bmc.users import Privilege
 from ipmi import wire
 from ipmi.commands import (
     CC_INVALID_DATA_FIELD,
+    CC_NODE_BUSY,
     NETFN_APP,
     Context,
     IpmiError,
@@ -76,10 +77,12 @@ def get_session_challenge(ctx: Context) -> bytes:
     if not name:
         raise IpmiError(CC_NULL_USER_DISABLED)
     user = ctx.node.users.by_name(name)
-    if user is None or not user.enabled:
+    if user is None or not user.may_use_ipmi:
         raise IpmiError(CC_INVALID_USER)
-    if len(ctx.endpoint.sessions) >= ctx.endpoint.session_limit:
-        raise IpmiError(CC_NO_SESSION_SLOT)
+    # the slot is taken by Activate Session (which answers "no session slot"); challenges
+    # beyond twice the limit are refused outright so that a flood cannot grow the table
+    if len(ctx.endpoint.sessions) >= 2 * ctx.endpoint.session_limit:
+        raise IpmiError(CC_NODE_BUSY)
     session = ctx.endpoint.new_v15_session(authtype, name, ctx.peer)
     return struct.pack("<I", session.bmc_id) + session.challenge
 
@@ -99,6 +102,9 @@ def activate_session(ctx: Context) -> bytes:
         raise IpmiError(CC_INVALID_DATA_FIELD) from None
     if privilege > session.user.privilege:
         raise IpmiError(CC_PRIVILEGE_EXCEEDS_LIMIT)
+    if ctx.endpoint.session_count(active_only=True) >= ctx.endpoint.session_limit:
+        ctx.endpoint.close_session(session.bmc_id)
+        raise IpmiError(CC_NO_SESSION_SLOT)
     session.stage = Stage.ACTIVE
     session.max_privilege = privilege
     session.privilege = min(Privilege.USER, privilege)

@@ -23,8 +23,9 @@ def chassis(chassis_id: str) -> Response:
     if chassis_id != node.name:
         raise context.missing()
     identity = node.identity
+    uri = paths.chassis(node)
     return odata.json_response(odata.resource(
-        "Chassis", paths.chassis(node),
+        "Chassis", uri,
         Id=node.name,
         Name=f"Chassis of {node.name}",
         ChassisType="RackMount",
@@ -32,7 +33,14 @@ def chassis(chassis_id: str) -> Response:
         Model=identity.product,
         SerialNumber=identity.serial,
         PowerState=node.power_state.value,
+        UUID=node.uuid,
         Status={"State": "Enabled", "Health": "OK"},
+        Power=link(f"{uri}/Power"),
+        Thermal=link(f"{uri}/Thermal"),
+        PowerSubsystem=link(f"{uri}/PowerSubsystem"),
+        ThermalSubsystem=link(f"{uri}/ThermalSubsystem"),
+        Sensors=link(f"{uri}/Sensors"),
+        Drives=link(f"{uri}/Drives"),
         Links={
             "ComputerSystems": [link(paths.system(node))],
             "ManagedBy": [link(paths.MANAGER)],

@@ -9,6 +9,7 @@ from flask import Blueprint, Response
 from bmc.node import Node
 from redfish import context, odata, paths
 from redfish.odata import link
+from redfish.resources.console import console_properties
 
 bp = Blueprint("managers", __name__)
 
@@ -47,10 +48,13 @@ def manager(manager_id: str) -> Response:
         FirmwareVersion=node.identity.firmware_version,
         PowerState="On",  # the BMC runs on standby power whatever the server does
         Status={"State": "Enabled", "Health": "OK"},
+        VirtualMedia=link(paths.VIRTUAL_MEDIA),
+        LogServices=link(paths.MANAGER_LOG_SERVICES),
         Links={
             "ManagerForServers": [link(paths.system(node))],
             "ManagerForChassis": [link(paths.chassis(node))],
             "ManagerInChassis": link(paths.chassis(node)),
         },
+        **console_properties(node),
     ))
 

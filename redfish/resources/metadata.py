@@ -25,6 +25,11 @@ _SERVICE_DOCUMENT = [
     ("SessionService", paths.SESSION_SERVICE),
     ("Sessions", paths.SESSIONS),
     ("AccountService", paths.ACCOUNT_SERVICE),
+    ("EventService", paths.EVENT_SERVICE),
+    ("Tasks", paths.TASK_SERVICE),
+    ("UpdateService", paths.UPDATE_SERVICE),
+    ("JsonSchemas", paths.JSON_SCHEMAS),
+    ("Registries", paths.REGISTRIES),
 ]
 
 
@@ -48,7 +53,7 @@ def csdl() -> bytes:
         ("Resource", ["Resource", "Resource.v1_0_0"], None),
         ("Message", ["Message", "Message.v1_1_2"], None),
     ]
-    for schema, version in odata.SCHEMAS.items():
+    for schema, version in {**odata.SCHEMAS, **odata.EMBEDDED_SCHEMAS}.items():
         namespaces = [schema] + ([f"{schema}.{version}"] if version else [])
         references.append((schema, namespaces, None))
     for schema, namespaces, alias in references:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from redfish import context, odata, paths
+from redfish import context, odata, paths, query
 from redfish.odata import link
 from redfish.resources.managers import service_uuid
 
@@ -27,19 +27,25 @@ def service_root() -> Response:
         UUID=service_uuid(node),
         Product="bmc-emulator",
         Vendor="bmc-emulator",
-        # none of the query parameters are implemented; saying so keeps clients from trying
+        # what redfish.query implements, and nothing more (clients rely on this)
         ProtocolFeaturesSupported={
-            "ExpandQuery": {"ExpandAll": False, "Levels": False, "Links": False,
-                            "NoLinks": False},
+            "ExpandQuery": {"ExpandAll": True, "Levels": True, "MaxLevels": query.MAX_LEVELS,
+                            "Links": True, "NoLinks": True},
             "FilterQuery": False,
-            "SelectQuery": False,
+            "SelectQuery": True,
             "OnlyMemberQuery": False,
             "ExcerptQuery": False,
+            "DeepOperations": {"DeepPOST": False, "DeepPATCH": False},
         },
         Systems=link(paths.SYSTEMS),
         Managers=link(paths.MANAGERS),
         Chassis=link(paths.CHASSIS),
         SessionService=link(paths.SESSION_SERVICE),
         AccountService=link(paths.ACCOUNT_SERVICE),
+        EventService=link(paths.EVENT_SERVICE),
+        Tasks=link(paths.TASK_SERVICE),  # the schema's name for the TaskService link
+        UpdateService=link(paths.UPDATE_SERVICE),
+        JsonSchemas=link(paths.JSON_SCHEMAS),
+        Registries=link(paths.REGISTRIES),
         Links={"Sessions": link(paths.SESSIONS)},  # sushy finds the login URI here
     ))

@@ -74,7 +74,7 @@ def create_session() -> Response:
             raise error(400, "PropertyValueTypeError", shown, name, related=f"#/{name}")
         credentials.append(value)
     node = context.node()
-    user = login(node.users, *credentials)
+    user = login(node.users, *credentials, lockout=node.lockout)
     if user is None:
         log.info("%s: Redfish login refused for %r", node.name, credentials[0])
         raise unauthorized()

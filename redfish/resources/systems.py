@@ -11,13 +11,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 
 from backends.base import BootDevice
-from bmc.node import Node, PowerAction
+from bmc.node import DEFAULT_IDENTIFY_SECONDS, IdentifyState, Node, PowerAction
 from redfish import context, odata, paths
 from redfish.errors import Message, RedfishError, error
 from redfish.odata import Body, link
+from redfish.patching import Prop, Shape, check_if_match, parse_patch, with_ignored
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +37,18 @@ BOOT_PROPERTIES = {
 }
 
 
+INDICATOR_LEDS = [state.value for state in IdentifyState]
+
+
 def system_body(node: Node) -> Body:
     boot = node.boot_override
     identity = node.identity
+    inventory = node.inventory
+    uri = paths.system(node)
+    identify = node.identify
+    cpu = inventory.processors[0] if inventory.processors else None
     return odata.resource(
-        "ComputerSystem", paths.system(node),
+        "ComputerSystem", uri,
         Id=node.name,
         Name=node.name,
         Description=f"Simulated server {node.name}",
@@ -49,8 +57,20 @@ def system_body(node: Node) -> Body:
         Model=identity.product,
         SerialNumber=identity.serial,
         UUID=node.uuid,
+        BiosVersion=node.firmware.bios_version,
         PowerState=node.power_state.value,
+        IndicatorLED=identify.state.value,
+        LocationIndicatorActive=identify.active,
         Status={"State": "Enabled", "Health": "OK"},
+        ProcessorSummary={
+            "Count": len(inventory.processors),
+            "CoreCount": inventory.total_cores,
+            "LogicalProcessorCount": inventory.total_threads,
+            "Model": cpu.model if cpu else None,
+        },
+        MemorySummary={
+            "TotalSystemMemoryGiB": inventory.total_memory_gib,
+        },
         Boot={
             "BootSourceOverrideEnabled": boot.enabled,
             "BootSourceOverrideEnabled@Redfish.AllowableValues": BOOT_ENABLED,
@@ -59,6 +79,14 @@ def system_body(node: Node) -> Body:
             "BootSourceOverrideMode": "UEFI" if boot.uefi else "Legacy",
             "BootSourceOverrideMode@Redfish.AllowableValues": BOOT_MODES,
         },
+        Bios=link(f"{uri}/Bios"),
+        SecureBoot=link(f"{uri}/SecureBoot"),
+        Processors=link(f"{uri}/Processors"),
+        Memory=link(f"{uri}/Memory"),
+        EthernetInterfaces=link(f"{uri}/EthernetInterfaces"),
+        SimpleStorage=link(f"{uri}/SimpleStorage"),
+        Storage=link(f"{uri}/Storage"),
+        LogServices=link(f"{uri}/LogServices"),
         Links={
             "Chassis": [link(paths.chassis(node))],
             "ManagedBy": [link(paths.MANAGER)],
@@ -72,11 +100,15 @@ def system_body(node: Node) -> Body:
     )
 
 
-def _system_node(system_id: str) -> Node:
+def system_node(system_id: str) -> Node:
+    """The request's node if `system_id` names its system; 404 otherwise."""
     node = context.node()
     if system_id != node.name:
         raise context.missing()
     return node
+
+
+_system_node = system_node
 
 
 @bp.get(paths.SYSTEMS)
@@ -92,25 +124,44 @@ def get_system(system_id: str) -> Response:
     return odata.json_response(system_body(_system_node(system_id)))
 
 
+#: what a client may write in a ComputerSystem
+SHAPE: Shape = {
+    "Boot": {name: Prop(str, tuple(values)) for name, values in BOOT_PROPERTIES.items()},
+    "IndicatorLED": Prop(str, tuple(INDICATOR_LEDS)),
+    "LocationIndicatorActive": Prop(bool),
+}
+
+
 @bp.patch(f"{paths.SYSTEMS}/<system_id>")
 def patch_system(system_id: str) -> Response:
     node = _system_node(system_id)
     context.require("ConfigureComponents")
     body = context.json_body()
     with context.state().write_lock:
-        if_match = request.headers.get("If-Match", "").strip()
-        if if_match:
-            # the ETag the client saw must be the one of the resource as it is now
-            current = odata.etag_of(odata.dumps(system_body(node)))
-            if not odata.etag_matches(if_match, current):
-                raise error(412, "PreconditionFailed")
-        change = parse_system_patch(body)
+        current = system_body(node)
+        # the ETag the client saw must be the one of the resource as it is now
+        check_if_match(current)
+        patch = parse_patch(body, SHAPE, current)
+        change = _boot_change(patch.changes.get("Boot", {}))
+        _check_conflict(patch.changes.get("Boot", {}))
         if change.changes_anything():
             node.set_boot_override(change.device, persistent=change.persistent,
                                    uefi=change.uefi)
             log.info("%s: boot override set to %s by %s", node.name, node.boot_override,
                      context.principal().user.name)
-    return odata.json_response(system_body(node))
+        _set_identify(node, patch.changes)
+    return odata.json_response(with_ignored(system_body(node), patch))
+
+
+def _set_identify(node: Node, changes: dict[str, Any]) -> None:
+    led = changes.get("IndicatorLED")
+    active = changes.get("LocationIndicatorActive")
+    if led == IdentifyState.ON.value or (led is None and active is True):
+        node.set_identify(None)  # lit until turned off
+    elif led == IdentifyState.TIMED.value:
+        node.set_identify(DEFAULT_IDENTIFY_SECONDS)
+    elif led == IdentifyState.OFF.value or active is False:
+        node.set_identify(0)
 
 
 @dataclass
@@ -129,50 +180,13 @@ def _show(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def parse_system_patch(body: dict[str, Any]) -> BootChange:
-    """Validate a ComputerSystem PATCH body; every problem found is reported at once."""
-    problems: list[Message] = []
-    boot: dict[str, str] = {}
-    # annotations (@odata.etag, ...) that clients echo back are not properties: skip them
-    properties = {k: v for k, v in body.items() if not k.startswith("@")}
-    if not properties:
-        raise error(400, "EmptyJSON")
-    for name, value in properties.items():
-        if name != "Boot":
-            message_id = "PropertyNotWritable" if name in _READ_ONLY else "PropertyUnknown"
-            problems.append(Message(message_id, (name,), (f"#/{name}",)))
-        elif not isinstance(value, dict):
-            problems.append(Message("PropertyValueTypeError", (_show(value), "Boot"),
-                                    ("#/Boot",)))
-        else:
-            problems.extend(_check_boot(value, boot))
-    if problems:
-        raise RedfishError(400, problems)
-    return _boot_change(boot)
-
-
-def _check_boot(value: dict[str, Any], boot: dict[str, str]) -> list[Message]:
-    problems = []
-    for name, member in value.items():
-        where = f"Boot/{name}"
-        if "@" in name:
-            continue  # e.g. BootSourceOverrideTarget@Redfish.AllowableValues echoed back
-        if name not in BOOT_PROPERTIES:
-            problems.append(Message("PropertyUnknown", (where,), (f"#/{where}",)))
-        elif not isinstance(member, str):
-            problems.append(Message("PropertyValueTypeError", (_show(member), where),
-                                    (f"#/{where}",)))
-        elif member not in BOOT_PROPERTIES[name]:
-            problems.append(Message("PropertyValueNotInList", (member, where), (f"#/{where}",)))
-        else:
-            boot[name] = member
+def _check_conflict(boot: dict[str, str]) -> None:
     target, enabled = boot.get("BootSourceOverrideTarget"), boot.get("BootSourceOverrideEnabled")
     if enabled == "Disabled" and target not in (None, BootDevice.NONE.value):
-        problems.append(Message(
+        raise RedfishError(400, [Message(
             "PropertyValueConflict", ("Boot/BootSourceOverrideTarget",
                                       "Boot/BootSourceOverrideEnabled"),
-            ("#/Boot/BootSourceOverrideTarget",)))
-    return problems
+            ("#/Boot/BootSourceOverrideTarget",))])
 
 
 def _boot_change(boot: dict[str, str]) -> BootChange:
@@ -190,13 +204,6 @@ def _boot_change(boot: dict[str, str]) -> BootChange:
     if mode is not None:
         change.uefi = mode == "UEFI"
     return change
-
-
-#: top-level ComputerSystem properties a client may read but not write
-_READ_ONLY = frozenset({
-    "Id", "Name", "Description", "SystemType", "Manufacturer", "Model", "SerialNumber", "UUID",
-    "PowerState", "Status", "Links", "Actions",
-})
 
 
 @bp.post(f"{paths.SYSTEMS}/<system_id>/Actions/ComputerSystem.Reset")

@@ -31,14 +31,15 @@ def errors(path: Path, overrides: Overrides | None = None) -> list[str]:
 
 
 # -- the default config -----------------------------------------------------------------------
-def test_default_config_is_three_memory_nodes_on_localhost() -> None:
+def test_default_config_is_three_process_nodes_on_localhost() -> None:
     config = default_config()
     assert [n.name for n in config.nodes] == ["node-0", "node-1", "node-2"]
     assert [n.ipmi for n in config.nodes] == [Endpoint("127.0.0.1", p) for p in (6230, 6231, 6232)]
     assert [n.redfish_url for n in config.nodes] == [
         "http://127.0.0.1:8000", "http://127.0.0.1:8001", "http://127.0.0.1:8002"]
     for node in config.nodes:
-        assert node.backend == "memory" and node.backend_settings == {}
+        assert node.backend == "process" and node.backend_settings == {}
+        assert node.console.websocket is None  # WebSocket consoles only with a port base
         assert node.users == [UserConfig("admin", "password", Privilege.ADMINISTRATOR)]
 
 
@@ -161,7 +162,7 @@ nodes:
      "6: node 'node-1': ipmi.port: Input should be a valid integer, got '6231'"),
     ("port: 6231}", "prot: 6231}", "6: node 'node-1': ipmi.prot: unknown key"),
     ("{type: memory}\n    ipmi", "{type: docker}\n    ipmi",
-     "5: node 'node-1': backend.type: unknown backend type 'docker' (known: memory)"),
+     "5: node 'node-1': backend.type: unknown backend type 'docker' (known: memory, process)"),
     ("address: 127.0.0.1", "address: localhost",
      "6: node 'node-1': ipmi.address: 'localhost' is not an IPv4 or IPv6 address"),
     ("    ipmi:", "    colour: blue\n    ipmi:", "6: node 'node-1': colour: unknown key"),

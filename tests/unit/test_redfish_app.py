@@ -91,11 +91,11 @@ def test_version_document_and_odata_service_document(client: FlaskClient) -> Non
 
 
 def odata_ids(value: Any) -> list[str]:
-    """Every @odata.id inside a JSON value."""
+    """Every @odata.id of a resource inside a JSON value (not `#/Fans/0` array members)."""
     if isinstance(value, dict):
         return [v for k, item in value.items()
                 for v in ([item] if k == "@odata.id" and isinstance(item, str)
-                          else odata_ids(item))]
+                          and "#" not in item else odata_ids(item))]
     if isinstance(value, list):
         return [v for item in value for v in odata_ids(item)]
     return []

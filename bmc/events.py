@@ -1,0 +1,375 @@
+"""Redfish events of a BMC: subscriptions (pushed to a URL) and SSE streams.
+
+What happens to the node reaches here as records (log entries of the system log, SEL entries,
+sensor threshold crossings, task state changes); each becomes a Redfish `Event` and is handed
+to every matching subscription and open SSE stream.
+
+Nothing here blocks the thread that caused the event: pushes go into one bounded queue served
+by a couple of background threads (`Deliverer`) with short timeouts, and SSE streams have
+bounded queues of their own. When a queue is full the event is dropped (and counted) rather
+than stalling the BMC.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from bmc.logs import RESOURCE_EVENT
+
+if TYPE_CHECKING:
+    from bmc.logs import LogEntry
+    from bmc.node import Node
+    from bmc.sel import SelEntry
+    from bmc.sensors import ThresholdEvent
+    from bmc.tasks import Task
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPE = "#Event.v1_7_0.Event"
+MAX_SUBSCRIPTIONS = 16
+MAX_STREAMS = 4  # concurrent SSE streams per BMC (each holds a server thread)
+STREAM_QUEUE = 64
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One thing to tell subscribers about (a Redfish EventRecord, without its EventId)."""
+
+    message_id: str  # full: "ResourceEvent.1.4.3.ResourcePoweredOn"
+    message: str
+    severity: str = "OK"
+    args: tuple[str, ...] = ()
+    origin: str | None = None  # @odata.id of the resource it concerns
+    resource_type: str | None = None  # its schema name, for ResourceTypes filters
+    log_entry: str | None = None  # @odata.id of the log entry recording it, if any
+    timestamp: float = field(default_factory=time.time)
+
+    @property
+    def registry_prefix(self) -> str:
+        return self.message_id.split(".", 1)[0]
+
+    @property
+    def message_key(self) -> str:
+        """The message name without the registry version: "ResourcePoweredOn"."""
+        return self.message_id.rsplit(".", 1)[-1]
+
+
+@dataclass
+class EventFilter:
+    """What a subscription or stream wants; empty lists mean everything."""
+
+    registry_prefixes: list[str] = field(default_factory=list)
+    message_ids: list[str] = field(default_factory=list)
+    resource_types: list[str] = field(default_factory=list)
+    origin_resources: list[str] = field(default_factory=list)
+    subordinate_resources: bool = False
+
+    def matches(self, record: EventRecord) -> bool:
+        if self.registry_prefixes and record.registry_prefix not in self.registry_prefixes:
+            return False
+        if self.message_ids and not any(_id_matches(record, m) for m in self.message_ids):
+            return False
+        if self.resource_types and record.resource_type not in self.resource_types:
+            return False
+        if self.origin_resources:
+            origin = record.origin or ""
+            if not any(origin == o or (self.subordinate_resources
+                                        and origin.startswith(o.rstrip("/") + "/"))
+                       for o in self.origin_resources):
+                return False
+        return True
+
+
+def _id_matches(record: EventRecord, wanted: str) -> bool:
+    """"ResourcePoweredOn", "ResourceEvent.ResourcePoweredOn" or with the version all match."""
+    parts = wanted.split(".")
+    if len(parts) == 1:
+        return record.message_key == wanted
+    return parts[0] == record.registry_prefix and parts[-1] == record.message_key
+
+
+@dataclass
+class Subscription:
+    id: str
+    destination: str
+    context: str = ""
+    protocol: str = "Redfish"
+    filter: EventFilter = field(default_factory=EventFilter)
+    #: sent with every push (e.g. an auth token for the receiver); never shown back
+    http_headers: dict[str, str] = field(default_factory=dict)
+    delivered: int = 0
+    failed: int = 0
+
+
+class Deliverer:
+    """Pushes event payloads to subscribers' URLs from background threads.
+
+    One per process, shared by every BMC: a bounded queue and `workers` threads, each push
+    with a timeout and a few retries; never started until the first push.
+    """
+
+    def __init__(self, workers: int = 2, capacity: int = 256, timeout: float = 5.0,
+                 retries: int = 2, retry_interval: float = 1.0) -> None:
+        self.timeout = timeout
+        self.retries = retries
+        self.retry_interval = retry_interval
+        self._queue: queue.Queue[tuple[Subscription, bytes]] = queue.Queue(capacity)
+        self._workers = workers
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self.dropped = 0
+
+    def submit(self, subscription: Subscription, payload: bytes) -> bool:
+        self._start()
+        try:
+            self._queue.put_nowait((subscription, payload))
+            return True
+        except queue.Full:
+            self.dropped += 1
+            log.warning("event queue full: event for %s dropped", subscription.destination)
+            return False
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._threads:
+                return
+            for i in range(self._workers):
+                thread = threading.Thread(target=self._run, name=f"event-push-{i}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def _run(self) -> None:
+        while True:
+            subscription, payload = self._queue.get()
+            try:
+                self._push(subscription, payload)
+            except Exception:  # never let one bad push kill the worker
+                log.exception("pushing an event to %s failed", subscription.destination)
+            finally:
+                self._queue.task_done()
+
+    def _push(self, subscription: Subscription, payload: bytes) -> None:
+        headers = {**subscription.http_headers, "Content-Type": "application/json",
+                   "OData-Version": "4.0"}
+        for attempt in range(self.retries + 1):
+            request = urllib.request.Request(subscription.destination, data=payload,
+                                             headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    response.read(65536)
+                subscription.delivered += 1
+                return
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                # the URL only, never the headers: they may carry the receiver's credentials
+                log.info("event push to %s failed (attempt %d): %s", subscription.destination,
+                         attempt + 1, exc)
+                if attempt < self.retries:
+                    time.sleep(self.retry_interval)
+        subscription.failed += 1
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """For tests: wait until every queued push has been attempted."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return not self._queue.unfinished_tasks
+
+
+DELIVERER = Deliverer()
+
+
+class EventStream:
+    """One open SSE stream: a bounded queue the request thread reads from."""
+
+    def __init__(self, event_filter: EventFilter) -> None:
+        self.filter = event_filter
+        self.queue: queue.Queue[tuple[int, dict[str, Any]]] = queue.Queue(STREAM_QUEUE)
+        self.dropped = 0
+
+
+class StreamLimitError(RuntimeError):
+    """Too many SSE streams are open on this BMC."""
+
+
+class EventService:
+    """Subscriptions and SSE streams of one BMC. Thread-safe."""
+
+    def __init__(self, node: Node, deliverer: Deliverer = DELIVERER) -> None:
+        self._node = node
+        self._deliverer = deliverer
+        self._lock = threading.Lock()
+        self._subscriptions: dict[str, Subscription] = {}
+        self._streams: list[EventStream] = []
+        self._sub_ids = itertools.count(1)
+        self._event_ids = itertools.count(1)
+        self.enabled = True
+        self.delivery_retry_attempts = deliverer.retries
+        self.delivery_retry_interval = int(deliverer.retry_interval)
+        self._connect_sources(node)
+
+    def _connect_sources(self, node: Node) -> None:
+        """Listen to the node's logs and tasks (they must exist before the EventService)."""
+        from redfish import paths  # URIs only; no Flask
+
+        system = paths.system(node)
+
+        def on_log_entry(entry: LogEntry) -> None:
+            self.publish(EventRecord(
+                entry.message_id, entry.message, entry.severity, entry.args, origin=system,
+                resource_type="ComputerSystem",
+                log_entry=f"{system}/LogServices/Log/Entries/{entry.id}",
+                timestamp=entry.created))
+
+        def on_task(task: Task) -> None:
+            last = task.messages[-1]
+            self.publish(EventRecord(last.message_id, last.message, last.severity, last.args,
+                                     origin=f"{paths.TASKS}/{task.id}", resource_type="Task"))
+
+        def on_sel_entry(entry: SelEntry) -> None:
+            # the SEL's own text: a receiver can show it as is (IPMI has no message ids)
+            uri = f"{paths.MANAGER_LOG_SERVICES}/SEL/Entries/{entry.record_id}"
+            self.publish(EventRecord(f"{RESOURCE_EVENT}.ResourceCreated", entry.message,
+                                     entry.severity, origin=uri, resource_type="LogEntry",
+                                     log_entry=uri))
+
+        def on_threshold(event: ThresholdEvent) -> None:
+            self.publish(threshold_record(node, event))
+
+        node.system_log.listeners.append(on_log_entry)
+        node.tasks.listeners.append(on_task)
+        node.sel.subscribe(on_sel_entry)
+        node.sensors.subscribe(on_threshold)
+
+    # -- subscriptions ----------------------------------------------------------------------
+    def subscribe(self, destination: str, context: str = "",
+                  event_filter: EventFilter | None = None,
+                  http_headers: dict[str, str] | None = None) -> Subscription:
+        with self._lock:
+            if len(self._subscriptions) >= MAX_SUBSCRIPTIONS:
+                raise OverflowError("subscription limit reached")
+            sub_id = str(next(self._sub_ids))
+            subscription = Subscription(sub_id, destination, context,
+                                        filter=event_filter or EventFilter(),
+                                        http_headers=dict(http_headers or {}))
+            self._subscriptions[sub_id] = subscription
+            return subscription
+
+    def subscriptions(self) -> list[Subscription]:
+        with self._lock:
+            return sorted(self._subscriptions.values(), key=lambda s: int(s.id))
+
+    def get(self, sub_id: str) -> Subscription | None:
+        with self._lock:
+            return self._subscriptions.get(sub_id)
+
+    def unsubscribe(self, sub_id: str) -> bool:
+        with self._lock:
+            return self._subscriptions.pop(sub_id, None) is not None
+
+    # -- SSE ----------------------------------------------------------------------------------
+    def open_stream(self, event_filter: EventFilter) -> EventStream:
+        with self._lock:
+            if len(self._streams) >= MAX_STREAMS:
+                raise StreamLimitError(f"at most {MAX_STREAMS} event streams per BMC")
+            stream = EventStream(event_filter)
+            self._streams.append(stream)
+            return stream
+
+    @property
+    def stream_count(self) -> int:
+        with self._lock:
+            return len(self._streams)
+
+    def close_stream(self, stream: EventStream) -> None:
+        with self._lock:
+            if stream in self._streams:
+                self._streams.remove(stream)
+
+    # -- publishing ---------------------------------------------------------------------------
+    def publish(self, record: EventRecord, context_override: str | None = None,
+                only: Subscription | None = None) -> int:
+        """Hand `record` to every matching subscription and stream; returns the event id."""
+        event_id = next(self._event_ids)
+        if not self.enabled:
+            return event_id
+        with self._lock:
+            subscriptions = [only] if only else list(self._subscriptions.values())
+            streams = [] if only else list(self._streams)
+        for subscription in subscriptions:
+            if only is None and not subscription.filter.matches(record):
+                continue
+            context = subscription.context if context_override is None else context_override
+            body = event_body(event_id, record, context)
+            self._deliverer.submit(subscription, json.dumps(body).encode())
+        for stream in streams:
+            if stream.filter.matches(record):
+                try:
+                    stream.queue.put_nowait((event_id, event_body(event_id, record, None)))
+                except queue.Full:  # a stalled reader loses events, the BMC does not stall
+                    stream.dropped += 1
+        return event_id
+
+
+def iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+def event_body(event_id: int, record: EventRecord, context: str | None) -> dict[str, Any]:
+    """A Redfish Event payload holding one EventRecord."""
+    entry: dict[str, Any] = {
+        "EventType": "Other",  # deprecated but still read by older receivers
+        "EventId": str(event_id),
+        "EventTimestamp": iso(record.timestamp),
+        "Severity": record.severity,
+        "MessageSeverity": record.severity,
+        "Message": record.message,
+        "MessageId": record.message_id,
+        "MessageArgs": list(record.args),
+    }
+    if record.origin:
+        entry["OriginOfCondition"] = {"@odata.id": record.origin}
+    if record.log_entry:
+        entry["LogEntry"] = {"@odata.id": record.log_entry}
+    body: dict[str, Any] = {
+        "@odata.type": EVENT_TYPE,
+        "Id": str(event_id),
+        "Name": "Event Array",
+        "Events": [entry],
+    }
+    if context is not None:
+        body["Context"] = context
+    return body
+
+
+def threshold_record(node: Node, event: ThresholdEvent) -> EventRecord:
+    """A sensor threshold crossing (or recovery) as a ResourceEvent."""
+    from redfish import paths
+    from redfish.resources.sensors import sensor_id  # the URI the Sensors collection uses
+
+    critical = "critical" in event.threshold or "recoverable" in event.threshold
+    level = "Error" if critical else "Warning"
+    reading = f"{event.sensor.name} reading"
+    if event.asserted:
+        key, severity = f"Resource{level}ThresholdExceeded", "Critical" if critical else "Warning"
+        text = (f"The resource property {reading} has exceeded "
+                f"{'error' if critical else 'its warning'} threshold of value "
+                f"{event.threshold_value:g}.")
+    else:
+        key, severity = f"Resource{level}ThresholdCleared", "OK"
+        text = (f"The resource property {reading} has cleared the "
+                f"{'error' if critical else 'warning'} threshold of value "
+                f"{event.threshold_value:g}.")
+    return EventRecord(f"{RESOURCE_EVENT}.{key}", text, severity,
+                       (reading, f"{event.threshold_value:g}"),
+                       origin=f"{paths.chassis(node)}/Sensors/{sensor_id(event.sensor.name)}",
+                       resource_type="Sensor", timestamp=event.timestamp)

@@ -1,0 +1,161 @@
+"""Virtual media of a BMC: a virtual CD and a virtual USB stick that images are "inserted" into.
+
+Images are never fetched (the emulator has no network to speak of): an insert records the URL,
+and a boot from the matching device records which image it used in `last_boot_media`, which a
+console or test can show ("booting from http://.../ipa.iso").
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
+
+from backends.base import BootDevice
+
+if TYPE_CHECKING:
+    from bmc.node import Node, NodeEvent
+
+#: URL scheme -> Redfish TransferProtocolType
+PROTOCOLS = {"http": "HTTP", "https": "HTTPS", "nfs": "NFS", "cifs": "CIFS", "smb": "CIFS"}
+TRANSFER_METHODS = ("Stream", "Upload")
+MAX_URL_LENGTH = 2048
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)$")
+
+
+class ImageUrlError(ValueError):
+    """The image URL is not one a BMC could fetch (scheme, host or form)."""
+
+
+def check_image_url(url: str) -> str:
+    """The TransferProtocolType of a fetchable image URL, or ImageUrlError saying why not."""
+    if not url or len(url) > MAX_URL_LENGTH:
+        raise ImageUrlError(f"the URL must have 1 to {MAX_URL_LENGTH} characters")
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        raise ImageUrlError("the URL contains white space or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError for a non-numeric or out-of-range port
+    except ValueError as exc:
+        raise ImageUrlError(f"malformed URL: {exc}") from None
+    protocol = PROTOCOLS.get(parts.scheme.lower())
+    if protocol is None:
+        raise ImageUrlError(f"unsupported scheme {parts.scheme or '(none)'!r}; use one of "
+                            + ", ".join(sorted(PROTOCOLS)))
+    host = parts.hostname or ""
+    if not host or not _HOST.match(host if ":" not in host else f"[{host}]"):
+        raise ImageUrlError("the URL names no valid host")
+    if port == 0:
+        raise ImageUrlError("port 0 is not a port")
+    if not parts.path or parts.path == "/":
+        raise ImageUrlError("the URL names no image file")
+    return protocol
+
+
+def image_name(url: str) -> str:
+    """The file name part of an image URL (Redfish `ImageName`)."""
+    return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+
+
+@dataclass(frozen=True)
+class MediaSlot:
+    """One virtual drive and what is in it."""
+
+    id: str
+    name: str
+    media_types: tuple[str, ...]
+    boot_device: BootDevice  # the boot override that boots from this slot
+    image: str | None = None
+    inserted: bool = False
+    write_protected: bool = True
+    transfer_method: str | None = None
+    transfer_protocol: str | None = None
+    user_name: str | None = None
+    #: kept for a real fetcher later; never shown or logged
+    password: str | None = None
+
+    @property
+    def image_name(self) -> str | None:
+        return image_name(self.image) if self.image else None
+
+
+class VirtualMedia:
+    """The virtual drives of one BMC. Thread-safe."""
+
+    def __init__(self, node: Node) -> None:
+        self._lock = threading.Lock()
+        self._slots = {
+            "Cd": MediaSlot("Cd", "Virtual CD", ("CD", "DVD"), BootDevice.CDROM),
+            "USBStick": MediaSlot("USBStick", "Virtual USB stick", ("USBStick", "Floppy"),
+                                  BootDevice.FLOPPY),
+        }
+        #: some BMCs refuse InsertMedia without TransferProtocolType, others without
+        #: TransferMethod (sushy retries with them); a test or config can turn these on
+        self.require_transfer_protocol = False
+        self.require_transfer_method = False
+        self._last_boot_media: str | None = None
+        node.subscribe(self._on_event)
+
+    @property
+    def last_boot_media(self) -> str | None:
+        """The image URL the last boot booted from; None if it did not boot virtual media."""
+        with self._lock:
+            return self._last_boot_media
+
+    def slots(self) -> list[MediaSlot]:
+        with self._lock:
+            return list(self._slots.values())
+
+    def get(self, slot_id: str) -> MediaSlot | None:
+        with self._lock:
+            return self._slots.get(slot_id)
+
+    def insert(self, slot_id: str, image: str, *, inserted: bool = True,
+               write_protected: bool = True, transfer_method: str | None = None,
+               transfer_protocol: str | None = None, user_name: str | None = None,
+               password: str | None = None) -> MediaSlot:
+        """Record `image` in the slot (KeyError: no such slot; ImageUrlError: bad URL)."""
+        protocol = check_image_url(image)
+        if transfer_protocol is not None and transfer_protocol != protocol:
+            raise ImageUrlError(f"TransferProtocolType {transfer_protocol} does not match the "
+                                f"URL's scheme ({protocol})")
+        with self._lock:
+            slot = self._slots[slot_id]
+            slot = replace(slot, image=image, inserted=inserted, write_protected=write_protected,
+                           transfer_method=transfer_method or "Stream",
+                           transfer_protocol=protocol, user_name=user_name, password=password)
+            self._slots[slot_id] = slot
+            return slot
+
+    def eject(self, slot_id: str) -> MediaSlot:
+        with self._lock:
+            slot = self._slots[slot_id]
+            slot = replace(slot, image=None, inserted=False, write_protected=True,
+                           transfer_method=None, transfer_protocol=None, user_name=None,
+                           password=None)
+            self._slots[slot_id] = slot
+            return slot
+
+    def set_flags(self, slot_id: str, *, inserted: bool | None = None,
+                  write_protected: bool | None = None) -> MediaSlot:
+        with self._lock:
+            slot = self._slots[slot_id]
+            if inserted is not None:
+                slot = replace(slot, inserted=inserted)
+            if write_protected is not None:
+                slot = replace(slot, write_protected=write_protected)
+            self._slots[slot_id] = slot
+            return slot
+
+    def _on_event(self, node: Node, event: NodeEvent) -> None:
+        device = event.detail.get("boot_device")
+        if event.kind != "power" or device is None:
+            return  # not a boot
+        with self._lock:
+            media = None
+            for slot in self._slots.values():
+                if slot.boot_device.value == device and slot.inserted and slot.image:
+                    media = slot.image
+            self._last_boot_media = media

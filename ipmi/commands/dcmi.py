@@ -1,0 +1,124 @@
+"""DCMI 1.5 commands (NetFn 2Ch, group extension DCh): capabilities, power reading and the
+temperature sensors. Every request and response starts with the group extension byte DCh.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from bmc.sensors import SensorKind, SensorSpec
+from ipmi import sdr
+from ipmi.commands import (
+    CC_INVALID_DATA_FIELD,
+    CC_NOT_PRESENT,
+    CC_REQ_DATA_LEN_INVALID,
+    NETFN_GROUP,
+    Context,
+    IpmiError,
+    command,
+)
+
+DCMI = 0xDC
+SPEC_VERSION = (0x01, 0x05)  # DCMI 1.5
+PARAMETER_REVISION = 0x02
+MODE_SYSTEM_POWER = 0x01
+POWER_ACTIVE = 0x40  # power reading state: measurement active
+TEMPERATURE = 0x01  # DCMI sensor type
+#: DCMI entity IDs and the IPMI entity IDs they stand for (DCMI 1.5 table 6-14)
+ENTITIES = {0x40: 0x37, 0x41: 0x03, 0x42: 0x07,  # inlet, CPU, baseboard
+            0x37: 0x37, 0x03: 0x03, 0x07: 0x07}
+MAX_PER_RESPONSE = 8
+
+
+def _request(ctx: Context, length: int) -> bytes:
+    """The request data after checking its length and group extension byte."""
+    data = ctx.data
+    if len(data) < 1 or len(data) < length:
+        raise IpmiError(CC_REQ_DATA_LEN_INVALID)
+    if data[0] != DCMI:
+        raise IpmiError(CC_INVALID_DATA_FIELD)
+    return data
+
+
+def _power_sensor(ctx: Context) -> SensorSpec | None:
+    return next((s for s in ctx.node.sensors.specs if s.kind is SensorKind.POWER), None)
+
+
+def _capability(ctx: Context, parameter: int) -> bytes:
+    match parameter:
+        case 0x01:  # supported capabilities: mandatory (1.0 layout), power management, LAN
+            power = 0x01 if _power_sensor(ctx) is not None else 0x00
+            return bytes((0x0F, power, 0x08))
+        case 0x02:  # SEL: entry count and automatic rollover; GUID; temperatures monitored
+            capacity = min(ctx.node.sel.capacity, 0x0FFF) | 0x8000
+            return struct.pack("<HBB", capacity, 0x01, 0x07)
+        case 0x03:  # power management at the BMC (slave address 20h), channel 0
+            return bytes((0x40, 0x00))
+        case 0x04:  # out-of-band access: primary LAN channel 1, no secondary LAN or serial
+            return bytes((0x01, 0xFF, 0xFF))
+        case 0x05:  # enhanced power statistics: no rolling averages
+            return bytes((0x00,))
+    raise IpmiError(CC_INVALID_DATA_FIELD)
+
+
+@command(NETFN_GROUP, 0x01)
+def get_dcmi_capability_info(ctx: Context) -> bytes:
+    data = _request(ctx, 2)
+    return bytes((DCMI, *SPEC_VERSION, PARAMETER_REVISION)) + _capability(ctx, data[1])
+
+
+@command(NETFN_GROUP, 0x02)
+def get_power_reading(ctx: Context) -> bytes:
+    data = _request(ctx, 4)
+    if data[1] != MODE_SYSTEM_POWER:  # enhanced statistics are not offered
+        raise IpmiError(CC_INVALID_DATA_FIELD)
+    if _power_sensor(ctx) is None:
+        raise IpmiError(CC_NOT_PRESENT)
+    now, minimum, maximum, average, period = ctx.node.sensors.power_statistics()
+    watts = [max(0, min(0xFFFF, round(v))) for v in (now, minimum, maximum, average)]
+    return (bytes((DCMI,)) + struct.pack("<HHHH", *watts)
+            + struct.pack("<II", ctx.node.sel.time(), min(int(period * 1000), 0xFFFFFFFF))
+            + bytes((POWER_ACTIVE,)))
+
+
+def _temperatures(ctx: Context, entity: int) -> list[SensorSpec]:
+    ipmi_entity = ENTITIES.get(entity)
+    if ipmi_entity is None:
+        raise IpmiError(CC_INVALID_DATA_FIELD)
+    return [s for s in ctx.node.sensors.specs
+            if s.kind is SensorKind.TEMPERATURE and s.entity[0] == ipmi_entity]
+
+
+def _selected(specs: list[SensorSpec], instance: int, start: int) -> list[SensorSpec]:
+    """One instance (1..), or with instance 0 up to 8 from the `start`-th (1-based)."""
+    if instance:
+        return [s for s in specs if s.entity[1] == instance]
+    return specs[max(start, 1) - 1:][:MAX_PER_RESPONSE]
+
+
+@command(NETFN_GROUP, 0x07)
+def get_dcmi_sensor_info(ctx: Context) -> bytes:
+    data = _request(ctx, 5)
+    if data[1] != TEMPERATURE:
+        raise IpmiError(CC_INVALID_DATA_FIELD)
+    specs = _temperatures(ctx, data[2])
+    chosen = _selected(specs, data[3], data[4])
+    repo = sdr.repository(ctx.node)
+    ids = [repo.record_id(s.number) for s in chosen]
+    return bytes((DCMI, len(specs), len(ids))) + b"".join(struct.pack("<H", i) for i in ids)
+
+
+@command(NETFN_GROUP, 0x10)
+def get_temperature_readings(ctx: Context) -> bytes:
+    data = _request(ctx, 5)
+    if data[1] != TEMPERATURE:
+        raise IpmiError(CC_INVALID_DATA_FIELD)
+    specs = _temperatures(ctx, data[2])
+    chosen = _selected(specs, data[3], data[4])
+    readings = {s.name: s for s in ctx.node.sensors.readings()}
+    body = b""
+    for spec in chosen:
+        value = round(readings[spec.name].value or 0.0)
+        sign = 0x80 if value < 0 else 0x00
+        body += bytes((sign | min(abs(value), 0x7F), spec.entity[1]))
+    return bytes((DCMI, len(specs), len(chosen))) + body

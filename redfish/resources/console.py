@@ -1,0 +1,40 @@
+"""The consoles a Manager advertises: `SerialConsole` (IPMI SOL, the WebSocket console) and,
+when the node has a VNC/noVNC viewer configured, `GraphicalConsole`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bmc.node import Node
+
+#: one IPMI SOL session per node, plus the WebSocket viewers
+SOL_SESSIONS = 1
+
+
+def console_properties(node: Node) -> dict[str, Any]:
+    """Manager properties: SerialConsole, GraphicalConsole (if configured), their Oem links."""
+    from redfish.console_ws import MAX_VIEWERS
+
+    hub = node.console
+    websocket = hub.websocket_url if hub.available else None
+    types = ["IPMI"] + (["Oem"] if websocket else [])
+    oem: dict[str, Any] = {}
+    if websocket:
+        oem["SerialConsoleWebSocket"] = websocket
+    serial = {
+        "ServiceEnabled": hub.available,
+        "MaxConcurrentSessions": SOL_SESSIONS + (MAX_VIEWERS if websocket else 0),
+        "ConnectTypesSupported": types if hub.available else [],
+        "IPMI": {"ServiceEnabled": hub.available and hub.sol.enabled},
+    }
+    properties: dict[str, Any] = {"SerialConsole": serial}
+    if hub.novnc_url:
+        properties["GraphicalConsole"] = {
+            "ServiceEnabled": True,
+            "MaxConcurrentSessions": 1,
+            "ConnectTypesSupported": ["Oem"],  # VNC through a noVNC page
+        }
+        oem["GraphicalConsoleURL"] = hub.novnc_url
+    if oem:
+        properties["Oem"] = {"BmcEmulator": oem}
+    return properties

@@ -1,0 +1,341 @@
+"""EventService: subscriptions that get events POSTed to them, test events, and an SSE stream.
+
+Delivery is `bmc.events`' job (background threads, bounded queues); this module only turns
+requests into subscriptions and streams. An SSE stream holds a server thread while it is open,
+so streams are capped (per BMC and per server), send a heartbeat comment every
+`sse_heartbeat` seconds (a vanished client is noticed at the next write) and end after
+`sse_max_seconds` (clients reconnect; DSP0266 allows it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import re
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, current_app, request
+
+from bmc.events import (
+    EventFilter,
+    EventRecord,
+    EventService,
+    EventStream,
+    StreamLimitError,
+    Subscription,
+)
+from bmc.logs import RESOURCE_EVENT
+from redfish import context, odata, paths
+from redfish.errors import error
+from redfish.odata import Body, link
+from redfish.patching import (
+    Prop,
+    Shape,
+    check_if_match,
+    parse_action,
+    parse_patch,
+    with_ignored,
+)
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("event_service", __name__)
+
+TEST_ACTION = "#EventService.SubmitTestEvent"
+REGISTRY_PREFIXES = ["ResourceEvent", "TaskEvent", "Base"]
+RESOURCE_TYPES = ["ComputerSystem", "Task", "LogEntry", "Chassis", "Manager"]
+#: defaults for `create_app(sse_heartbeat=, sse_max_seconds=, sse_streams=)`
+SSE_HEARTBEAT = 15.0
+SSE_MAX_SECONDS = 600.0
+SSE_STREAMS = 4
+
+
+def _check_destination(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return "malformed URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "not an http(s) URL with a host"
+    return None
+
+
+STRINGS = Prop(list, item=Prop(str))
+SUBSCRIPTION_PARAMS: dict[str, Prop] = {
+    "Destination": Prop(str, max_length=2048, check=_check_destination, required=True),
+    "Context": Prop(str, max_length=256),
+    "Protocol": Prop(str, ("Redfish",)),
+    "SubscriptionType": Prop(str, ("RedfishEvent", "SSE")),
+    "EventFormatType": Prop(str, ("Event",)),
+    "EventTypes": STRINGS,  # deprecated; accepted and ignored
+    "RegistryPrefixes": STRINGS,
+    "MessageIds": STRINGS,
+    "ResourceTypes": STRINGS,
+    "OriginResources": Prop(list, item=Prop(dict)),
+    "SubordinateResources": Prop(bool),
+    "HttpHeaders": Prop(list, item=Prop(dict)),
+    "DeliveryRetryPolicy": Prop(str, ("TerminateAfterRetries", "SuspendRetries",
+                                      "RetryForever", "RetryForeverWithBackoff")),
+}
+SERVICE_SHAPE: Shape = {
+    "ServiceEnabled": Prop(bool),
+    "DeliveryRetryAttempts": Prop(int, minimum=0, maximum=10),
+    "DeliveryRetryIntervalSeconds": Prop(int, minimum=1, maximum=60),
+}
+SUBSCRIPTION_SHAPE: Shape = {"Context": Prop(str, max_length=256)}
+
+
+def service_body(service: EventService) -> Body:
+    return odata.resource(
+        "EventService", paths.EVENT_SERVICE,
+        Id="EventService",
+        Name="Event Service",
+        ServiceEnabled=service.enabled,
+        DeliveryRetryAttempts=service.delivery_retry_attempts,
+        DeliveryRetryIntervalSeconds=service.delivery_retry_interval,
+        EventFormatTypes=["Event"],
+        RegistryPrefixes=REGISTRY_PREFIXES,
+        ResourceTypes=RESOURCE_TYPES,
+        ServerSentEventUri=paths.SSE,
+        SSEFilterPropertiesSupported={
+            "EventFormatType": True, "MessageId": True, "OriginResource": True,
+            "RegistryPrefix": True, "ResourceType": True, "SubordinateResources": True,
+            "MetricReportDefinition": False,
+        },
+        SubordinateResourcesSupported=True,
+        Subscriptions=link(paths.SUBSCRIPTIONS),
+        Status={"State": "Enabled" if service.enabled else "Disabled", "Health": "OK"},
+        Actions={TEST_ACTION: {"target": f"{paths.EVENT_SERVICE}/Actions/"
+                                         "EventService.SubmitTestEvent"}},
+    )
+
+
+def subscription_body(sub: Subscription) -> Body:
+    return odata.resource(
+        "EventDestination", paths.subscription(sub.id),
+        Id=sub.id,
+        Name=f"Event subscription {sub.id}",
+        Destination=sub.destination,
+        Context=sub.context,
+        Protocol=sub.protocol,
+        SubscriptionType="RedfishEvent",
+        EventFormatType="Event",
+        RegistryPrefixes=sub.filter.registry_prefixes,
+        MessageIds=sub.filter.message_ids,
+        ResourceTypes=sub.filter.resource_types,
+        OriginResources=[link(o) for o in sub.filter.origin_resources],
+        SubordinateResources=sub.filter.subordinate_resources,
+        HttpHeaders=[],  # write-only: never shown (they may hold the receiver's credentials)
+        DeliveryRetryPolicy="TerminateAfterRetries",
+        Status={"State": "Enabled", "Health": "OK"},
+    )
+
+
+@bp.get(paths.EVENT_SERVICE)
+def get_service() -> Response:
+    return odata.json_response(service_body(context.node().event_service))
+
+
+@bp.patch(paths.EVENT_SERVICE)
+def patch_service() -> Response:
+    context.require("ConfigureManager")
+    service = context.node().event_service
+    body = context.json_body()
+    with context.state().write_lock:
+        current = service_body(service)
+        check_if_match(current)
+        patch = parse_patch(body, SERVICE_SHAPE, current)
+        changes = patch.changes
+        service.enabled = changes.get("ServiceEnabled", service.enabled)
+        service.delivery_retry_attempts = changes.get("DeliveryRetryAttempts",
+                                                      service.delivery_retry_attempts)
+        service.delivery_retry_interval = changes.get("DeliveryRetryIntervalSeconds",
+                                                      service.delivery_retry_interval)
+    return odata.json_response(with_ignored(service_body(service), patch))
+
+
+@bp.get(paths.SUBSCRIPTIONS)
+def subscriptions() -> Response:
+    service = context.node().event_service
+    return odata.json_response(odata.collection(
+        "EventDestinationCollection", paths.SUBSCRIPTIONS, "Event Subscriptions Collection",
+        [paths.subscription(s.id) for s in service.subscriptions()]))
+
+
+@bp.post(paths.SUBSCRIPTIONS)
+def subscribe() -> Response:
+    context.require("ConfigureManager")
+    node = context.node()
+    params = parse_action(context.json_body(), "EventDestination", SUBSCRIPTION_PARAMS)
+    headers: dict[str, str] = {}
+    for item in params.get("HttpHeaders", []):
+        headers.update({str(k): str(v) for k, v in item.items()})
+    origins = [o.get("@odata.id") for o in params.get("OriginResources", [])]
+    if not all(isinstance(o, str) for o in origins):
+        raise error(400, "PropertyValueFormatError", json.dumps(params["OriginResources"]),
+                    "OriginResources", related="#/OriginResources")
+    event_filter = EventFilter(
+        registry_prefixes=params.get("RegistryPrefixes", []),
+        message_ids=params.get("MessageIds", []),
+        resource_types=params.get("ResourceTypes", []),
+        origin_resources=[str(o) for o in origins],
+        subordinate_resources=params.get("SubordinateResources", False))
+    try:
+        sub = node.event_service.subscribe(params["Destination"], params.get("Context", ""),
+                                           event_filter, headers)
+    except OverflowError:
+        raise error(400, "EventSubscriptionLimitExceeded") from None
+    log.info("%s: event subscription %s to %s by %s", node.name, sub.id, sub.destination,
+             context.principal().user.name)
+    uri = paths.subscription(sub.id)
+    return odata.json_response(subscription_body(sub), 201, {"Location": uri})
+
+
+def _subscription(sub_id: str) -> Subscription:
+    sub = context.node().event_service.get(sub_id)
+    if sub is None:
+        raise context.missing()
+    return sub
+
+
+@bp.get(f"{paths.SUBSCRIPTIONS}/<sub_id>")
+def get_subscription(sub_id: str) -> Response:
+    return odata.json_response(subscription_body(_subscription(sub_id)))
+
+
+@bp.patch(f"{paths.SUBSCRIPTIONS}/<sub_id>")
+def patch_subscription(sub_id: str) -> Response:
+    context.require("ConfigureManager")
+    sub = _subscription(sub_id)
+    body = context.json_body()
+    with context.state().write_lock:
+        current = subscription_body(sub)
+        check_if_match(current)
+        patch = parse_patch(body, SUBSCRIPTION_SHAPE, current)
+        sub.context = patch.changes.get("Context", sub.context)
+    return odata.json_response(with_ignored(subscription_body(sub), patch))
+
+
+@bp.delete(f"{paths.SUBSCRIPTIONS}/<sub_id>")
+def delete_subscription(sub_id: str) -> Response:
+    context.require("ConfigureManager")
+    _subscription(sub_id)
+    context.node().event_service.unsubscribe(sub_id)
+    return Response(status=204)
+
+
+TEST_PARAMS: dict[str, Prop] = {
+    "EventId": Prop(str), "EventTimestamp": Prop(str), "EventType": Prop(str),
+    "EventGroupId": Prop(int), "Message": Prop(str), "MessageArgs": STRINGS,
+    "MessageId": Prop(str, max_length=256), "OriginOfCondition": Prop(str),
+    "Severity": Prop(str, ("OK", "Warning", "Critical")),
+    "MessageSeverity": Prop(str, ("OK", "Warning", "Critical")),
+    "Context": Prop(str),
+}
+
+
+@bp.post(f"{paths.EVENT_SERVICE}/Actions/EventService.SubmitTestEvent")
+def submit_test_event() -> Response:
+    context.require("ConfigureManager")
+    params = parse_action(context.action_body(), TEST_ACTION, TEST_PARAMS)
+    severity = params.get("MessageSeverity") or params.get("Severity") or "OK"
+    record = EventRecord(
+        params.get("MessageId", f"{RESOURCE_EVENT}.TestMessage"),
+        params.get("Message", "Test message."), severity,
+        tuple(params.get("MessageArgs", [])), origin=params.get("OriginOfCondition"))
+    service = context.node().event_service
+    # a test event goes to every subscription, whatever it filters (it tests delivery)
+    for sub in service.subscriptions():
+        service.publish(record, params.get("Context"), only=sub)
+    return Response(status=204)
+
+
+# -- SSE ------------------------------------------------------------------------------------
+_TERM = re.compile(r"^\s*(\w+)\s+eq\s+(?:'([^']*)'|(\S+))\s*$")
+_FILTER_FIELDS = {"RegistryPrefix": "registry_prefixes", "MessageId": "message_ids",
+                  "ResourceType": "resource_types", "OriginResource": "origin_resources"}
+
+
+def parse_sse_filter(text: str | None) -> EventFilter:
+    """`$filter` of the SSE URI: `Prop eq value` terms joined by `or` / `and`."""
+    event_filter = EventFilter()
+    if not text:
+        return event_filter
+    for term in re.split(r"\s+(?:and|or)\s+", text.strip()):
+        match = _TERM.match(term)
+        if not match:
+            raise error(400, "QueryParameterValueFormatError", text, "$filter")
+        name, value = match.group(1), match.group(2) or match.group(3) or ""
+        if name in _FILTER_FIELDS:
+            getattr(event_filter, _FILTER_FIELDS[name]).append(value)
+        elif name == "SubordinateResources":
+            event_filter.subordinate_resources = value.lower() == "true"
+        elif name == "EventFormatType":
+            if value != "Event":
+                raise error(400, "QueryParameterValueError", "$filter")
+        else:
+            raise error(400, "QueryParameterValueFormatError", text, "$filter")
+    return event_filter
+
+
+class _EventStreamBody:
+    """The body of an SSE answer: events as they come, heartbeats between them.
+
+    `close()` (called by the server when the client has gone, or the stream ended) gives the
+    stream and its server slot back, even if the body was never iterated (e.g. HEAD).
+    """
+
+    def __init__(self, service: EventService, stream: EventStream, slots: threading.Semaphore,
+                 heartbeat: float, max_seconds: float) -> None:
+        self._service = service
+        self._stream = stream
+        self._slots = slots
+        self._heartbeat = heartbeat
+        self._deadline = time.monotonic() + max_seconds
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b": bmc-emulator event stream\n\n"  # sends the headers at once
+        while not self._closed and (remaining := self._deadline - time.monotonic()) > 0:
+            try:
+                event_id, body = self._stream.queue.get(timeout=min(self._heartbeat, remaining))
+            except queue.Empty:
+                yield b": keep-alive\n\n"  # a vanished client fails this write: we end
+                continue
+            yield f"id: {event_id}\ndata: {json.dumps(body)}\n\n".encode()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._service.close_stream(self._stream)
+        self._slots.release()
+
+
+@bp.get(paths.SSE)
+def sse() -> Response:
+    node = context.node()
+    service = node.event_service
+    event_filter = parse_sse_filter(request.args.get("$filter"))
+    options: dict[str, Any] = current_app.extensions["redfish.sse"]
+    slots: threading.Semaphore = options["slots"]
+    if not slots.acquire(blocking=False):
+        raise error(503, "ServiceTemporarilyUnavailable", "60", headers={"Retry-After": "60"})
+    try:
+        stream = service.open_stream(event_filter)
+    except StreamLimitError:
+        slots.release()
+        raise error(503, "ServiceTemporarilyUnavailable", "60",
+                    headers={"Retry-After": "60"}) from None
+    log.info("%s: SSE stream opened by %s", node.name, context.principal().user.name)
+    body = _EventStreamBody(service, stream, slots, options["heartbeat"], options["max_seconds"])
+    return Response(body, content_type="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
