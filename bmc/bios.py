@@ -40,7 +40,8 @@ _ON_OFF = ("Enabled", "Disabled")
 
 #: the attribute set, in the order the registry and `Attributes` list them
 ATTRIBUTES: tuple[AttributeDef, ...] = (
-    AttributeDef("BootMode", "Enumeration", "UEFI", "Boot Mode",
+    # the default is what a new node boots in (bmc.node.BootOverride: not UEFI)
+    AttributeDef("BootMode", "Enumeration", "Legacy", "Boot Mode",
                  "UEFI or Legacy BIOS boot (the server's boot mode).", ("UEFI", "Legacy")),
     AttributeDef("ProcTurboMode", "Enumeration", "Enabled", "Turbo Boost", values=_ON_OFF),
     AttributeDef("ProcVirtualization", "Enumeration", "Enabled", "Virtualization Technology",

@@ -18,13 +18,12 @@ import logging
 import queue
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from bmc.logs import RESOURCE_EVENT
+from bmc.virtual_media import redact
 
 if TYPE_CHECKING:
     from bmc.logs import LogEntry
@@ -136,7 +135,8 @@ class Deliverer:
             return True
         except queue.Full:
             self.dropped += 1
-            log.warning("event queue full: event for %s dropped", subscription.destination)
+            log.warning("event queue full: event for %s dropped",
+                        redact(subscription.destination))
             return False
 
     def _start(self) -> None:
@@ -154,11 +154,14 @@ class Deliverer:
             try:
                 self._push(subscription, payload)
             except Exception:  # never let one bad push kill the worker
-                log.exception("pushing an event to %s failed", subscription.destination)
+                log.exception("pushing an event to %s failed", redact(subscription.destination))
             finally:
                 self._queue.task_done()
 
     def _push(self, subscription: Subscription, payload: bytes) -> None:
+        import urllib.error  # here, not at the top: ~30 ms that start-up need not pay
+        import urllib.request
+
         headers = {**subscription.http_headers, "Content-Type": "application/json",
                    "OData-Version": "4.0"}
         for attempt in range(self.retries + 1):
@@ -171,8 +174,8 @@ class Deliverer:
                 return
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 # the URL only, never the headers: they may carry the receiver's credentials
-                log.info("event push to %s failed (attempt %d): %s", subscription.destination,
-                         attempt + 1, exc)
+                log.info("event push to %s failed (attempt %d): %s",
+                         redact(subscription.destination), attempt + 1, exc)
                 if attempt < self.retries:
                     time.sleep(self.retry_interval)
         subscription.failed += 1
@@ -193,7 +196,8 @@ class EventStream:
 
     def __init__(self, event_filter: EventFilter) -> None:
         self.filter = event_filter
-        self.queue: queue.Queue[tuple[int, dict[str, Any]]] = queue.Queue(STREAM_QUEUE)
+        #: (event id, payload); None ends the stream
+        self.queue: queue.Queue[tuple[int, dict[str, Any]] | None] = queue.Queue(STREAM_QUEUE)
         self.dropped = 0
 
 

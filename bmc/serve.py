@@ -117,9 +117,11 @@ def _redfish_server(config: Config, nodes: list[Node]) -> Server:
 def _console_server(config: Config, nodes: list[Node]) -> Server:
     from redfish.console_ws import ConsoleWebSocketServer
 
-    return ConsoleWebSocketServer([(spec.console.websocket.address, spec.console.websocket.port,
-                                    node) for spec, node in zip(config.nodes, nodes, strict=True)
-                                   if spec.console.websocket is not None])
+    bindings = []
+    for spec, node in zip(config.nodes, nodes, strict=True):
+        if spec.console.websocket is not None:
+            bindings.append((spec.console.websocket.address, spec.console.websocket.port, node))
+    return ConsoleWebSocketServer(bindings)
 
 
 def _start(label: str, factory: Callable[[Config, list[Node]], Server], config: Config,

@@ -54,6 +54,18 @@ def check_image_url(url: str) -> str:
     return protocol
 
 
+def redact(url: str) -> str:
+    """`url` without any user:password part, for logs and task payloads."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(malformed URL)"
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"***@{host}").geturl()
+
+
 def image_name(url: str) -> str:
     """The file name part of an image URL (Redfish `ImageName`)."""
     return unquote(urlsplit(url).path.rsplit("/", 1)[-1])

@@ -72,7 +72,8 @@ def create_app(*, session_timeout: float = auth.DEFAULT_SESSION_TIMEOUT,
     app.extensions["redfish.states"] = context.NodeStates(session_timeout, session_limit)
     app.extensions["redfish.sse"] = {"slots": threading.BoundedSemaphore(sse_streams),
                                      "heartbeat": sse_heartbeat,
-                                     "max_seconds": sse_max_seconds}
+                                     "max_seconds": sse_max_seconds,
+                                     "open": set()}  # the open streams' bodies
     for module in RESOURCES:
         app.register_blueprint(module.bp)
 
@@ -128,6 +129,9 @@ def _bind_and_authenticate() -> None:
         if principal is None:
             raise unauthorized()
         g.principal = principal
+    elif "$expand" in request.args:
+        # a public document expands only for a caller who may read what it links to
+        g.principal = _authenticate()
     if request.method in ("GET", "HEAD"):
         g.query = query.parse()  # 501/400 for a query we do not support, before any work
 

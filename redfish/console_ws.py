@@ -94,8 +94,7 @@ class ConsoleWebSocketServer:
         asyncio.set_event_loop(self._loop)
         try:
             self._loop.run_until_complete(self._serve())
-        except Exception as exc:  # reported by start() if it happens while starting
-            self._error = exc
+        except Exception:  # start() reports a failure to start; this logs a later one
             log.exception("console WebSocket server failed")
         finally:
             self._ready.set()
@@ -112,6 +111,9 @@ class ConsoleWebSocketServer:
                     partial(self._handler, node), sock=sock, compression=None,
                     process_request=partial(self._check, node), max_size=MAX_MESSAGE,
                     ping_interval=20, ping_timeout=20, server_header="bmc-emulator"))
+        except Exception as exc:
+            self._error = exc  # before _ready: start() reads it as soon as it wakes
+            raise
         finally:
             self._ready.set()
         await self._stopped.wait()

@@ -143,8 +143,9 @@ def with_etag(body: Body, etag: str) -> Body:
 
 
 def dumps(body: Body) -> bytes:
-    # one serialisation for responses and If-Match checks, so their ETags agree
-    return json.dumps(body, indent=2, ensure_ascii=False).encode()
+    # one serialisation for responses and If-Match checks, so their ETags agree; compact,
+    # because `indent` makes json fall back from its C encoder (~0.15 ms a response)
+    return json.dumps(body, ensure_ascii=False).encode()
 
 
 def etag_of(data: bytes) -> str:

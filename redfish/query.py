@@ -14,16 +14,19 @@ without `$` are ignored.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Response, current_app, request
+from flask import Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from redfish import paths
 from redfish.errors import RedfishError, error
+
+log = logging.getLogger(__name__)
 
 SUPPORTED = ("$select", "$expand")
 MAX_LEVELS = 3
@@ -72,7 +75,9 @@ def parse() -> Query:
 
 
 def apply(body: dict[str, Any], query: Query) -> dict[str, Any]:
-    if query.expand is not None:
+    # a public document (the service root) read without credentials expands nothing: the
+    # links lead to resources the caller may not read
+    if query.expand is not None and g.get("principal") is not None:
         body = _expand(body, query.expand, query.levels, in_links=False)
     if query.select is not None:
         body = _select(body, query.select)
@@ -89,6 +94,9 @@ def _fetch(uri: str) -> dict[str, Any] | None:
         endpoint, args = current_app.url_map.bind("localhost").match(path, method="GET")
         result = current_app.view_functions[endpoint](**args)
     except (HTTPException, RedfishError):
+        return None
+    except Exception:  # a resource that fails to render stays a link; the answer still works
+        log.exception("expanding %s failed", path)
         return None
     response: Response = current_app.make_response(result)
     if response.status_code != 200 or response.is_streamed or response.mimetype != \

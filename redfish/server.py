@@ -109,6 +109,40 @@ def _connection_limit(bmcs: int) -> int:
     return bmcs + 1 + max(100, 2 * bmcs)
 
 
+def _keep_alive_channel() -> type:
+    """waitress's HTTPChannel, except that 204 and 304 answers keep HTTP/1.1 connections open.
+
+    waitress closes the connection after any answer without a Content-Length, and it strips
+    that header from 204/304, so every Reset action, session DELETE or If-None-Match hit cost
+    the client a new TCP connection (sushy logs "Resetting dropped connection"). Such answers
+    end at their headers (RFC 9112 section 6.3), so the connection can simply stay open.
+    """
+    from waitress.channel import HTTPChannel
+    from waitress.task import WSGITask
+
+    class Task(WSGITask):  # type: ignore[misc]
+        _bodyless_keep_alive = False
+
+        def build_response_header(self) -> bytes:
+            self._bodyless_keep_alive = (
+                self.version == "1.1" and not self.has_body
+                and self.request.headers.get("CONNECTION", "").lower() != "close")
+            try:
+                return super().build_response_header()  # type: ignore[no-any-return]
+            finally:
+                self._bodyless_keep_alive = False
+
+        def set_close_on_finish(self) -> None:
+            # while building a bodyless 1.1 answer, the only caller is the missing length
+            if not self._bodyless_keep_alive:
+                super().set_close_on_finish()
+
+    class Channel(HTTPChannel):  # type: ignore[misc]
+        task_class = Task
+
+    return Channel
+
+
 class RedfishServer:
     """The Redfish services of many BMCs in one process: one socket per (addr, port, node)."""
 
@@ -123,6 +157,7 @@ class RedfishServer:
         self._ports: list[int] = []
         self._map: dict[int, Any] = {}
         self._server: Any = None
+        self._app: Any = None
         self._wake: Callable[[], None] | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -175,8 +210,9 @@ class RedfishServer:
 
         n = len(sockets)
         self._map = {}
+        self._app = create_app(**self.app_options)
         self._server = create_server(
-            create_app(**self.app_options), map=self._map, sockets=sockets, threads=self.threads,
+            self._app, map=self._map, sockets=sockets, threads=self.threads,
             asyncore_use_poll=True,  # select() stops at fd 1024; 1,000 BMCs go beyond
             connection_limit=_connection_limit(n),
             max_request_body_size=_WAITRESS_MAX_BODY,
@@ -185,8 +221,10 @@ class RedfishServer:
         nodes = {id(sock): node for sock, (_, _, node) in zip(sockets, self.bindings,
                                                                strict=True)}
         listeners = [d for d in self._map.values() if isinstance(d, BaseWSGIServer)]
+        channel = _keep_alive_channel()
         for listener in listeners:
             listener.application = _NodeBinder(listener.application, nodes[id(listener.socket)])
+            listener.channel_class = channel
         if len(listeners) != n:  # a waitress change we do not understand: refuse, never guess
             raise RuntimeError(f"waitress made {len(listeners)} listeners for {n} sockets")
         # every listener made its own wake-up pipe, though all share one poll loop: keep one
@@ -212,6 +250,10 @@ class RedfishServer:
         if thread is None:
             return
         self._stopping.set()
+        if self._app is not None:
+            from redfish.resources.event_service import close_streams
+
+            close_streams(self._app)  # SSE streams would hold their threads until they time out
         if self._wake is not None:
             self._wake()  # interrupt poll() now rather than at its timeout
         thread.join(timeout=5)

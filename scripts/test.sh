@@ -49,6 +49,15 @@ fi
 "$python" -c 'import sys; assert sys.version_info >= (3, 11), "bmc-emulator needs Python 3.11+"'
 "$python" -m pip install -q -e '.[test]' </dev/null
 
+# -- the DMTF Redfish validators, in a venv of their own: they depend on DMTF's `redfish`
+# library, whose top-level package `redfish` would shadow ours in a shared environment
+conformance=.venv-conformance
+if [ ! -x "$conformance/bin/rf_service_validator" ]; then
+    "$python" -m venv "$conformance" </dev/null || { apt_install python3-venv; "$python" -m venv "$conformance"; }
+fi
+"$conformance/bin/python" -m pip install -q -r tests/conformance-requirements.txt </dev/null
+export BMC_CONFORMANCE_BIN="$PWD/$conformance/bin"
+
 # -- lint, then the tests ---------------------------------------------------------------------
 "$python" -m ruff check .
 if [ $# -gt 0 ]; then

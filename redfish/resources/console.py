@@ -25,7 +25,6 @@ def console_properties(node: Node) -> dict[str, Any]:
         "ServiceEnabled": hub.available,
         "MaxConcurrentSessions": SOL_SESSIONS + (MAX_VIEWERS if websocket else 0),
         "ConnectTypesSupported": types if hub.available else [],
-        "IPMI": {"ServiceEnabled": hub.available and hub.sol.enabled},
     }
     properties: dict[str, Any] = {"SerialConsole": serial}
     if hub.novnc_url:

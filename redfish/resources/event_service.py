@@ -9,6 +9,7 @@ so streams are capped (per BMC and per server), send a heartbeat comment every
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request
 
 from bmc.events import (
     EventFilter,
@@ -30,6 +31,7 @@ from bmc.events import (
     Subscription,
 )
 from bmc.logs import RESOURCE_EVENT
+from bmc.virtual_media import redact
 from redfish import context, odata, paths
 from redfish.errors import error
 from redfish.odata import Body, link
@@ -191,7 +193,7 @@ def subscribe() -> Response:
                                            event_filter, headers)
     except OverflowError:
         raise error(400, "EventSubscriptionLimitExceeded") from None
-    log.info("%s: event subscription %s to %s by %s", node.name, sub.id, sub.destination,
+    log.info("%s: event subscription %s to %s by %s", node.name, sub.id, redact(sub.destination),
              context.principal().user.name)
     uri = paths.subscription(sub.id)
     return odata.json_response(subscription_body(sub), 201, {"Location": uri})
@@ -257,6 +259,12 @@ def submit_test_event() -> Response:
 
 
 # -- SSE ------------------------------------------------------------------------------------
+def close_streams(app: Flask) -> None:
+    """End every open SSE stream of `app` now (the server is stopping)."""
+    for body in list(app.extensions["redfish.sse"]["open"]):
+        body.close()
+
+
 _TERM = re.compile(r"^\s*(\w+)\s+eq\s+(?:'([^']*)'|(\S+))\s*$")
 _FILTER_FIELDS = {"RegistryPrefix": "registry_prefixes", "MessageId": "message_ids",
                   "ResourceType": "resource_types", "OriginResource": "origin_resources"}
@@ -292,8 +300,10 @@ class _EventStreamBody:
     """
 
     def __init__(self, service: EventService, stream: EventStream, slots: threading.Semaphore,
-                 heartbeat: float, max_seconds: float) -> None:
+                 heartbeat: float, max_seconds: float, open_bodies: set[Any]) -> None:
         self._service = service
+        self._open = open_bodies
+        open_bodies.add(self)
         self._stream = stream
         self._slots = slots
         self._heartbeat = heartbeat
@@ -305,10 +315,13 @@ class _EventStreamBody:
         yield b": bmc-emulator event stream\n\n"  # sends the headers at once
         while not self._closed and (remaining := self._deadline - time.monotonic()) > 0:
             try:
-                event_id, body = self._stream.queue.get(timeout=min(self._heartbeat, remaining))
+                item = self._stream.queue.get(timeout=min(self._heartbeat, remaining))
             except queue.Empty:
                 yield b": keep-alive\n\n"  # a vanished client fails this write: we end
                 continue
+            if item is None:
+                return  # closed (the server is stopping)
+            event_id, body = item
             yield f"id: {event_id}\ndata: {json.dumps(body)}\n\n".encode()
 
     def close(self) -> None:
@@ -316,6 +329,9 @@ class _EventStreamBody:
             if self._closed:
                 return
             self._closed = True
+        self._open.discard(self)
+        with contextlib.suppress(queue.Full):  # full: then it is not waiting
+            self._stream.queue.put_nowait(None)  # wake the loop if it waits for an event
         self._service.close_stream(self._stream)
         self._slots.release()
 
@@ -336,6 +352,7 @@ def sse() -> Response:
         raise error(503, "ServiceTemporarilyUnavailable", "60",
                     headers={"Retry-After": "60"}) from None
     log.info("%s: SSE stream opened by %s", node.name, context.principal().user.name)
-    body = _EventStreamBody(service, stream, slots, options["heartbeat"], options["max_seconds"])
+    body = _EventStreamBody(service, stream, slots, options["heartbeat"], options["max_seconds"],
+                            options["open"])
     return Response(body, content_type="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

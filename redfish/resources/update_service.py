@@ -13,7 +13,7 @@ from flask import Blueprint, Response
 
 from bmc.firmware import TRANSFER_PROTOCOLS, Component
 from bmc.node import Node
-from bmc.virtual_media import ImageUrlError
+from bmc.virtual_media import ImageUrlError, redact
 from redfish import context, odata, paths
 from redfish.errors import error
 from redfish.odata import link
@@ -110,7 +110,10 @@ def simple_update() -> Response:
         raise error(400, "ActionParameterValueNotInList", protocol, "TransferProtocol",
                     UPDATE_ACTION, related="#/TransferProtocol")
     ids = _target_ids(node, params.get("Targets", []))
-    shown = {k: v for k, v in body.items() if k != "Password"}  # the task shows the request
+    # the task shows the request: never its secrets
+    shown = {k: v for k, v in body.items() if k != "Password"}
+    if isinstance(shown.get("ImageURI"), str):
+        shown["ImageURI"] = redact(shown["ImageURI"])
     try:
         task = node.firmware.simple_update(params["ImageURI"], ids, protocol,
                                            target_uri=UPDATE_TARGET, body=shown)
@@ -127,5 +130,5 @@ def simple_update() -> Response:
         raise error(400, "ActionParameterValueConflict", "TransferProtocol", str(protocol),
                     related="#/TransferProtocol") from None
     log.info("%s: firmware update task %s from %s by %s", node.name, task.id,
-             params["ImageURI"], context.principal().user.name)
+             redact(params["ImageURI"]), context.principal().user.name)
     return accepted(task)

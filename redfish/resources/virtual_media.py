@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, Response
 
 from bmc.node import Node
-from bmc.virtual_media import TRANSFER_METHODS, ImageUrlError, MediaSlot
+from bmc.virtual_media import TRANSFER_METHODS, ImageUrlError, MediaSlot, redact
 from redfish import context, odata, paths
 from redfish.errors import error
 from redfish.odata import Body
@@ -135,7 +135,7 @@ def insert_media(manager_id: str, slot_id: str) -> Response:
     if quirks.require_transfer_method and "TransferMethod" not in params:
         raise error(400, "GeneralError", text="The parameter TransferMethod is required.")
     slot = _insert(node, slot, params, "action")
-    log.info("%s: %s inserted into %s by %s", node.name, slot.image, slot.id,
+    log.info("%s: %s inserted into %s by %s", node.name, redact(slot.image or ""), slot.id,
              context.principal().user.name)
     return Response(status=204)
 

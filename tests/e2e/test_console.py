@@ -52,7 +52,9 @@ def sync(child: pexpect.spawn) -> None:
     """Type a command whose answer is unique and wait for it: what came before is consumed."""
     token = uuid.uuid4().hex[:8]
     child.send(f"\recho {token[:4]} {token[4:]}\r".encode())
-    child.expect(f"{token[:4]} {token[4:]}\r\n(.*)~# ".encode())
+    # the answer, not the terminal's echo of the command line (typed ahead, the answer may
+    # follow a prompt on the same line)
+    child.expect(f"(?<!echo ){token[:4]} {token[4:]}\r\n[^\r\n]*~# ".encode())
 
 
 def leave(child: pexpect.spawn) -> None:
@@ -229,6 +231,19 @@ def test_ipmiconsole_reads_the_boot_banner(consoles: Emulator) -> None:
     assert child.exitstatus == 0, child.before
 
 
+def test_ipmiconsole_takes_the_console_from_ipmitool_and_loses_it(consoles: Emulator) -> None:
+    box = consoles.node("box")
+    first = sol(consoles, box)
+    thief = spawn(["ipmiconsole", "-h", f"{box.ipmi_address}:{box.ipmi_port}",
+                   "-u", consoles.username, "-p", consoles.password])
+    thief.expect(b"\\[SOL established\\]")  # freeipmi deactivates the payload in use
+    first.expect(b"SOL session closed by BMC")
+    first.expect(pexpect.EOF)
+    assert ipmi(consoles, box, "sol", "deactivate").returncode == 0
+    thief.expect(b"\\[SOL session stolen\\]")
+    thief.expect(pexpect.EOF)
+
+
 def test_websocket_and_sol_see_the_same_bytes(consoles: Emulator) -> None:
     box = consoles.node("box")
     child = sol(consoles, box)  # the first viewer: it types
@@ -238,9 +253,10 @@ def test_websocket_and_sol_see_the_same_bytes(consoles: Emulator) -> None:
         ws.send(b"this goes nowhere\r")  # a watcher while SOL holds the keyboard
         token = uuid.uuid4().hex
         child.send(f"\recho {token[:16]} {token[16:]}\r".encode())
-        child.expect(f"{token[:16]} {token[16:]}\r\n".encode())
+        answer = f"(?<!echo ){token[:16]} {token[16:]}\r\n".encode()  # not the echoed line
+        child.expect(answer)
         sol_bytes = child.before + child.after
-        read_until(ws, f"{token[:16]} {token[16:]}\r\n".encode(), seen)
+        read_until(ws, answer, seen)
         tail = sol_bytes[sol_bytes.rindex(b"echo "):]
         assert tail in seen  # the same bytes, not just the same text
         assert b"this goes nowhere" not in seen

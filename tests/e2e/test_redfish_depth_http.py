@@ -130,6 +130,11 @@ def test_select_and_expand(bmc: Bmc) -> None:
     assert set(links["Bios"]) == {"@odata.id"}
     deep = bmc.get(f"{V1}/Systems", params={"$expand": "*($levels=2)"}).json()
     assert deep["Members"][0]["Bios"]["Id"] == "Bios"
+    # the public service root expands only for a caller who may read what it links to
+    anonymous = requests.get(f"{bmc.url}{V1}/", params={"$expand": "*"}, timeout=TIMEOUT)
+    assert anonymous.json()["Systems"] == {"@odata.id": f"{V1}/Systems"}
+    everything = bmc.get(f"{V1}/", params={"$expand": "*($levels=3)"})
+    assert everything.json()["Systems"]["Members"][0]["Id"] == "node-a"
     assert bmc.get(f"{V1}/", params={"$expand": "*($levels=9)"}).status_code == 400
     assert bmc.get(f"{V1}/", params={"$expand": "Systems"}).status_code == 400
     unknown = bmc.get(f"{V1}/", params={"$top": "1"})

@@ -85,8 +85,8 @@ def test_power_on_boots_the_firmware_from_the_chosen_device(
     end = console.wait_for(b"Boot mode: UEFI; boot override: Network (PXE)")
     end = console.wait_for(b"iPXE", end)
     console.wait_for(b"node-7 login: ", end)
-    backend.reset(BootDevice.DISK)
     start = len(console.data)
+    backend.reset(BootDevice.DISK)
     end = console.wait_for(b"Booting from Hard Disk", start)
     assert b"PXE" not in console.data[start:end]
     console.wait_for(b"login: ", end)
