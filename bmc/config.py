@@ -72,6 +72,10 @@ class NodeConfig:
     backend: str = DEFAULT_KIND
     backend_settings: dict[str, Any] = field(default_factory=dict)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    #: what the BMC says it is: {"vendor": preset, and any of bmc.vendors.IDENTITY_FIELDS}
+    identity: dict[str, Any] = field(default_factory=dict)
+    #: the sensor profile as bmc.sensors.profile_from_config takes it; None = the default
+    sensors: list[dict[str, Any]] | None = None
     #: IPMI sessions open at once, and seconds before an idle one is dropped
     ipmi_session_limit: int = 4
     ipmi_idle_timeout: float = 60.0
@@ -244,6 +248,19 @@ def check_url(url: str) -> str:
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"{url!r} is not an http:// or https:// URL")
     return url
+
+
+def check_vendor(vendor: str) -> str:
+    from bmc.vendors import check_vendor as known_vendor  # only a config file needs it
+
+    return known_vendor(vendor)
+
+
+def check_sensor_profile(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from bmc.sensors import numbered, profile_from_config  # only a config file needs them
+
+    numbered(profile_from_config(items))  # ValueError names the bad entry
+    return items
 
 
 def check_node_name(name: str) -> str:
@@ -586,7 +603,8 @@ def _resolve(parsed: Any, defaults: Defaults, locate: _Locator) -> Config:
 
 
 #: the node fields whose line is remembered for problems found after validation
-_NODE_FIELDS = ("name", "backend", "users", "ipmi.port", "redfish.port", "console.websocket.port")
+_NODE_FIELDS = ("name", "backend", "users", "identity", "sensors", "ipmi.port", "redfish.port",
+                "console.websocket.port")
 
 
 def _file_node(spec: Any, index: int, defaults: Defaults,
@@ -616,6 +634,9 @@ def _file_node(spec: Any, index: int, defaults: Defaults,
                           log=console and console.log, websocket=websocket,
                           buffer_size=(console and console.buffer_size) or 64 * 1024,
                           novnc_url=console and console.novnc_url),
+                      identity=spec.identity.model_dump(exclude_none=True)
+                      if spec.identity else {},
+                      sensors=spec.sensors,
                       ipmi_session_limit=limit or defaults.ipmi_session_limit,
                       ipmi_idle_timeout=idle or defaults.ipmi_idle_timeout,
                       source=locate.source, lines=lines)
@@ -668,6 +689,18 @@ def _file_schema() -> Any:
         _password = field_validator("password")(_plain(check_password))
         _privilege = field_validator("privilege")(_plain(check_privilege))
 
+    class IdentityModel(BaseModel):
+        model_config = closed
+        vendor: str = "generic"
+        manufacturer: str | None = None
+        product: str | None = None
+        serial: str | None = None
+        firmware_version: str | None = None
+        manufacturer_id: int | None = Field(default=None, ge=0, le=0xFFFFF)  # 20 bits
+        product_id: int | None = Field(default=None, ge=0, le=0xFFFF)
+
+        _vendor = field_validator("vendor")(_plain(check_vendor))
+
     class BackendModel(BaseModel):
         # open: the keys other than `type` are the backend's own settings
         model_config = ConfigDict(extra="allow", strict=True)
@@ -682,10 +715,13 @@ def _file_schema() -> Any:
         ipmi: IpmiEndpointModel | None = None
         redfish: EndpointModel | None = None
         console: ConsoleModel | None = None
+        identity: IdentityModel | None = None
+        sensors: list[dict[str, Any]] | None = None
         users: list[UserModel] | None = Field(default=None, min_length=1,
                                               max_length=MAX_USERS_PER_NODE)
 
         _name = field_validator("name")(_plain(check_node_name))
+        _sensors = field_validator("sensors")(_optional(check_sensor_profile))
 
         @field_validator("users")
         @classmethod

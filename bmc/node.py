@@ -133,6 +133,11 @@ class Identity:
     firmware_version: str = "1.0"
 
 
+def node_uuid(name: str) -> str:
+    """A stable UUID per node name, so a node keeps its identity across restarts."""
+    return str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, f"{name}.bmc-emulator"))
+
+
 class Node:
     """One simulated server. Thread-safe: every public method takes the node's lock."""
 
@@ -146,9 +151,8 @@ class Node:
         self.console = console or ConsoleHub(backend, name=name)
         backend.on_power_lost = self._power_lost
         self.users = users if users is not None else UserStore()
-        # a stable UUID per name, so a node keeps its identity across restarts
-        self.uuid = uuid or str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, f"{name}.bmc-emulator"))
-        self.identity = identity or Identity(serial=f"SN-{self.uuid[:8].upper()}")
+        self.uuid = uuid or node_uuid(name)
+        self.identity = identity or Identity(serial=self.default_serial(name, uuid))
         self._lock = threading.RLock()
         self._boot = BootOverride()
         self._listeners: list[EventListener] = []
@@ -174,6 +178,11 @@ class Node:
         self.virtual_media = VirtualMedia(self)
         self.firmware = Firmware(self, self.tasks)
         self.event_service = EventService(self)
+
+    @staticmethod
+    def default_serial(name: str, uuid: str | None = None) -> str:
+        """The serial number a node reports unless its config names one."""
+        return f"SN-{(uuid or node_uuid(name))[:8].upper()}"
 
     # -- events -----------------------------------------------------------------------------
     def subscribe(self, listener: EventListener) -> None:

@@ -13,7 +13,8 @@ from typing import Any, Protocol, TextIO
 from backends import BackendError, create_backend
 from bmc.config import Config, ConfigError, NodeConfig
 from bmc.console import ConsoleHub
-from bmc.node import Node
+from bmc.node import Identity, Node
+from bmc.sensors import profile_from_config
 from bmc.users import UserStore
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,20 @@ def _build_node(spec: NodeConfig) -> Node:
         raise ConfigError([spec.problem("users", str(exc))]) from exc
     console = ConsoleHub(backend, name=spec.name, buffer_size=spec.console.buffer_size,
                          log_path=spec.console.log, novnc_url=spec.console.novnc_url)
-    return Node(spec.name, backend, users, console=console)
+    node = Node(spec.name, backend, users, console=console, identity=_identity(spec),
+                sensors=profile_from_config(spec.sensors) if spec.sensors else None)
+    return node
+
+
+def _identity(spec: NodeConfig) -> Identity | None:
+    """The node's identity from its config (None: the default, built by Node)."""
+    if not spec.identity:
+        return None
+    from bmc.vendors import identity_for
+
+    fields = dict(spec.identity)
+    vendor = fields.pop("vendor", "generic")
+    return identity_for(vendor, Node.default_serial(spec.name), **fields)
 
 
 def _bindings(nodes: list[Node], endpoints: list[Any]) -> list[tuple[str, int, Node]]:

@@ -4,6 +4,7 @@ PATCH/action checks."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -203,8 +204,8 @@ def test_parse_patch_reports_everything_at_once() -> None:
 
 def test_every_schema_version_exists_in_the_dmtf_bundle() -> None:
     csdl = Path(__file__).resolve().parents[3] / "shared" / "redfish-schema" / "csdl"
-    if not csdl.is_dir():
-        pytest.skip(f"no {csdl}")
+    if not csdl.is_dir():  # CI always has ../shared beside the clone: there it must be
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(f"no {csdl}")
     for name, version in {**odata.SCHEMAS, **odata.EMBEDDED_SCHEMAS}.items():
         text = (csdl / f"{name}_v1.xml").read_text()
         if version:
