@@ -216,8 +216,7 @@ class BmcEndpoint:
         reply = self._dispatch(payload, session)
         if reply is None:
             return None
-        out = wire.build_v20(wire.PAYLOAD_IPMI, session.console_id, session.next_outbound_seq(),
-                             keys.encrypt(reply), encrypted=True, sign=keys.sign)
+        out = self._seal(session, wire.PAYLOAD_IPMI, reply)
         session.last_reply = (packet.sequence, data, out)
         return out
 
