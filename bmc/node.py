@@ -14,22 +14,24 @@ import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backends.base import Backend, BootDevice, PowerState
-from bmc.bios import Bios
 from bmc.console import ConsoleHub
-from bmc.events import EventService
-from bmc.firmware import Firmware
-from bmc.inventory import default_inventory
-from bmc.lockout import AccountLockout
-from bmc.logs import SystemLog
-from bmc.secure_boot import SecureBoot
-from bmc.sel import SystemEventLog, record_node_events
-from bmc.sensors import SensorModel, SensorSpec
-from bmc.tasks import TaskStore
 from bmc.users import UserStore
-from bmc.virtual_media import VirtualMedia
+
+if TYPE_CHECKING:
+    from bmc.bios import Bios
+    from bmc.events import EventService
+    from bmc.firmware import Firmware
+    from bmc.inventory import Inventory
+    from bmc.lockout import AccountLockout
+    from bmc.logs import SystemLog
+    from bmc.secure_boot import SecureBoot
+    from bmc.sel import SystemEventLog
+    from bmc.sensors import SensorModel, SensorSpec
+    from bmc.tasks import TaskStore
+    from bmc.virtual_media import VirtualMedia
 
 
 class PowerAction(StrEnum):
@@ -138,8 +140,26 @@ def node_uuid(name: str) -> str:
     return str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, f"{name}.bmc-emulator"))
 
 
+#: the node's BMC features: built together on first use, see `Node.build_features`
+FEATURES = frozenset({"sensors", "sel", "inventory", "lockout", "tasks", "system_log", "bios",
+                      "secure_boot", "virtual_media", "firmware", "event_service"})
+
+
 class Node:
     """One simulated server. Thread-safe: every public method takes the node's lock."""
+
+    # the BMC features (`FEATURES`), each in its own module; attributes once built
+    sensors: SensorModel
+    sel: SystemEventLog
+    inventory: Inventory
+    lockout: AccountLockout
+    tasks: TaskStore
+    system_log: SystemLog
+    bios: Bios
+    secure_boot: SecureBoot
+    virtual_media: VirtualMedia
+    firmware: Firmware
+    event_service: EventService
 
     def __init__(self, name: str, backend: Backend, users: UserStore | None = None,
                  uuid: str | None = None, identity: Identity | None = None,
@@ -161,23 +181,73 @@ class Node:
         self._identify_until: float | None = 0.0  # monotonic deadline; None = indefinitely
         self.clock: Callable[[], float] = time.monotonic  # identify deadlines; tests replace it
         self._booted: BootDevice | None = None  # device of the boot the current action made
-        # sensors (default profile unless `sensors`) and the SEL, which logs power actions
-        # and threshold crossings; FRU data comes from bmc.fru.node_fru(node)
-        self.sensors = SensorModel(sensors, powered=lambda: self.power_state is PowerState.ON,
-                                   seed=name)
-        self.sel = SystemEventLog(refresh=self.sensors.poll)
-        record_node_events(self)
-        # BMC features behind Redfish, each in its own module; most follow the node's events
-        # (the event service last: it listens to the log and the tasks)
-        self.inventory = default_inventory(name)
-        self.lockout = AccountLockout()
-        self.tasks = TaskStore()
-        self.system_log = SystemLog(self)
-        self.bios = Bios(self)
-        self.secure_boot = SecureBoot(self)
-        self.virtual_media = VirtualMedia(self)
-        self.firmware = Firmware(self, self.tasks)
-        self.event_service = EventService(self)
+        self._sensor_specs = sensors
+        self._features_lock = threading.RLock()
+        self._features_state = "missing"  # "building", "built"
+        if not self._surely_off():
+            # a running server can stop by itself: the SEL must have seen it running
+            self.build_features()
+
+    def _surely_off(self) -> bool:
+        try:
+            return self.backend.power_state() is PowerState.OFF
+        except Exception:  # the backend cannot tell now (the sensors keep trying)
+            return False
+
+    def build_features(self) -> None:
+        """Build the BMC features now (sensors, SEL, logs, BIOS, ...) unless they are built.
+
+        They are built on first use, or before the node's state first changes (every state
+        change goes through the node while the server is off), so whatever follows the node's
+        events sees all of them. Building them late lets `serve` answer IPMI before their
+        modules are even imported; `serve` builds them once both front ends answer.
+        """
+        if self._features_state == "built":
+            return
+        with self._features_lock:
+            if self._features_state != "missing":
+                return  # built meanwhile, or being built by this very thread
+            self._features_state = "building"
+            from bmc.bios import Bios
+            from bmc.events import EventService
+            from bmc.firmware import Firmware
+            from bmc.inventory import default_inventory
+            from bmc.lockout import AccountLockout
+            from bmc.logs import SystemLog
+            from bmc.secure_boot import SecureBoot
+            from bmc.sel import SystemEventLog, record_node_events
+            from bmc.sensors import SensorModel
+            from bmc.tasks import TaskStore
+            from bmc.virtual_media import VirtualMedia
+
+            # sensors (default profile unless `sensors`) and the SEL, which logs power actions
+            # and threshold crossings; FRU data comes from bmc.fru.node_fru(node)
+            self.sensors = SensorModel(self._sensor_specs, seed=self.name,
+                                       powered=lambda: self.power_state is PowerState.ON)
+            self.sel = SystemEventLog(refresh=self.sensors.poll)
+            record_node_events(self)
+            # the features behind Redfish; most follow the node's events (the event service
+            # last: it listens to the log and the tasks)
+            self.inventory = default_inventory(self.name)
+            self.lockout = AccountLockout()
+            self.tasks = TaskStore()
+            self.system_log = SystemLog(self)
+            self.bios = Bios(self)
+            self.secure_boot = SecureBoot(self)
+            self.virtual_media = VirtualMedia(self)
+            self.firmware = Firmware(self, self.tasks)
+            self.event_service = EventService(self)
+            self._features_state = "built"
+
+    def __getattr__(self, name: str) -> Any:
+        # only called for attributes not set: a feature before it is built
+        if name in FEATURES and "_features_lock" in self.__dict__:
+            self.build_features()
+            if name in self.__dict__:
+                return self.__dict__[name]
+            raise AttributeError(f"node feature {name!r} used while being built (or after "
+                                 "building failed)")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @staticmethod
     def default_serial(name: str, uuid: str | None = None) -> str:
@@ -186,9 +256,11 @@ class Node:
 
     # -- events -----------------------------------------------------------------------------
     def subscribe(self, listener: EventListener) -> None:
+        self.build_features()  # they listen first, as when they were built with the node
         self._listeners.append(listener)
 
     def _emit(self, kind: str, **detail: Any) -> None:
+        self.build_features()  # they follow events: they must exist before the first one
         event = NodeEvent(kind, detail)
         for listener in list(self._listeners):
             listener(self, event)
@@ -205,6 +277,7 @@ class Node:
         If the server (re)starts, `cause` (default: from the action) is what Get System
         Restart Cause reports next.
         """
+        self.build_features()  # before the change, so the sensors and the SEL see it happen
         with self._lock:
             self._booted = None
             before = self.backend.power_state()
@@ -340,6 +413,8 @@ class Node:
                    after=PowerState.OFF.value, boot_device=None, reason=reason)
 
     def close(self) -> None:
-        self.tasks.close()
+        tasks = self.__dict__.get("tasks")  # not built: nothing to stop
+        if tasks is not None:
+            tasks.close()
         self.console.close()
         self.backend.close()

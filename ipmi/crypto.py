@@ -101,6 +101,11 @@ class SessionKeys:
         return block[: -1 - pad]
 
 
+def load_aes() -> None:
+    """Load AES now rather than in the first encrypted session (`serve` calls this)."""
+    _aes(bytes(16), bytes(16)).encryptor().finalize()  # the first use initialises OpenSSL too
+
+
 def _aes(key: bytes, iv: bytes) -> Any:
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 

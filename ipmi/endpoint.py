@@ -26,6 +26,8 @@ from ipmi.commands import (
     Context,
     IpmiError,
     load_all,
+    load_core,
+    lookup,
 )
 from ipmi.controller import ControllerState
 from ipmi.crypto import SessionKeys, find_suite, hmac_digest, md5_authcode
@@ -64,7 +66,7 @@ class BmcEndpoint:
         self.clock = clock
         self.random = random
         self.kg = kg  # BMC key; None = use the user's password (the common setup)
-        self.commands = load_all()
+        load_core()  # the rest on first use (`lookup`)
         self.sessions: dict[int, Session] = {}
         #: IPMI-only boot option parameters (set-in-progress, valid-bit clearing, ack)
         self.boot_params: dict[int, bytes] = {}
@@ -78,6 +80,11 @@ class BmcEndpoint:
         self.sol = SolService(node.console, alive=self._session_alive,
                               close_session=self.close_session, wakeup=lambda: self.wakeup())
         self.sol_set_in_progress = 0  # SOL configuration parameter 0
+
+    @property
+    def commands(self) -> dict[tuple[int, int], Command]:
+        """Every handler by (netfn, command); importing them all (dispatch uses `lookup`)."""
+        return load_all()
 
     # -- entry point ------------------------------------------------------------------------
     def datagram_received(self, data: bytes, peer: Hashable) -> bytes | None:
@@ -395,7 +402,7 @@ class BmcEndpoint:
     def _dispatch(self, message: bytes, session: Session | None, *, sessionless: bool = False,
                   peer: Hashable = None) -> bytes | None:
         request = wire.parse_request(message)
-        entry: Command | None = self.commands.get((request.netfn, request.command))
+        entry: Command | None = lookup(request.netfn, request.command)
         context = Context(self.node, request.data, session, self, request.netfn,
                           request.command, peer)
         if entry is None:

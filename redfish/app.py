@@ -6,7 +6,6 @@ One app serves every node; the node of a request comes from the WSGI environ
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import defaultdict
@@ -15,6 +14,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Rule
 
 from backends.base import BackendError
 from redfish import auth, context, odata, paths, query
@@ -68,6 +68,7 @@ def create_app(*, session_timeout: float = auth.DEFAULT_SESSION_TIMEOUT,
                sse_streams: int = event_service.SSE_STREAMS) -> Flask:
     """The app; `sse_streams` caps open SSE streams across all BMCs (each holds a thread)."""
     app = Flask(__name__)
+    app.url_rule_class = LazyBuilderRule
     app.config["MAX_CONTENT_LENGTH"] = max_body
     app.extensions["redfish.states"] = context.NodeStates(session_timeout, session_limit)
     app.extensions["redfish.sse"] = {"slots": threading.BoundedSemaphore(sse_streams),
@@ -92,6 +93,23 @@ def create_app(*, session_timeout: float = auth.DEFAULT_SESSION_TIMEOUT,
     return app
 
 
+class LazyBuilderRule(Rule):
+    """werkzeug's Rule, except that its URL builders (`url_for`) are compiled on first use.
+
+    werkzeug generates and compile()s two builder functions per rule as the rule is added:
+    ~0.8 ms a rule, most of create_app's time (~80 ms) at every start, for something this
+    service never uses (`redfish.paths` makes its URIs).
+    """
+
+    def _compile_builder(self, append_unknown: bool = True) -> Callable[..., tuple[str, str]]:
+        def build(rule: Rule, *args: Any, **kwargs: Any) -> tuple[str, str]:
+            real = Rule._compile_builder(rule, append_unknown).__get__(rule, None)
+            setattr(rule, "_build_unknown" if append_unknown else "_build", real)
+            return real(*args, **kwargs)  # type: ignore[no-any-return]
+
+        return build
+
+
 def _strip_trailing_slash(wsgi_app: WsgiApp) -> WsgiApp:
     """`/redfish/v1/Systems/` is `/redfish/v1/Systems` (clients differ; Redfish allows both)."""
 
@@ -107,32 +125,34 @@ def _strip_trailing_slash(wsgi_app: WsgiApp) -> WsgiApp:
     return app
 
 
-def _is_public() -> bool:
-    if request.method in ("GET", "HEAD"):
-        return request.path in paths.PUBLIC
+def _is_public(method: str, path: str) -> bool:
+    if method in ("GET", "HEAD"):
+        return path in paths.PUBLIC
     # logging in is how a client gets credentials in the first place
-    return request.method == "POST" and request.path == paths.SESSIONS
+    return method == "POST" and path == paths.SESSIONS
 
 
 def _bind_and_authenticate() -> None:
-    node = request.environ.get(context.NODE_ENVIRON_KEY)
+    req = request._get_current_object()  # type: ignore[attr-defined]  # once, not per use
+    node = req.environ.get(context.NODE_ENVIRON_KEY)
     if node is None:
         raise RuntimeError("request is not bound to a node; serve the app via RedfishServer")
     g.node = node
-    version = request.headers.get("OData-Version")
+    version = req.headers.get("OData-Version")
     if version is not None and version.strip() != "4.0":
         raise error(412, "GeneralError", text=f"OData-Version {version} is not supported; "
                                               "this service speaks OData 4.0.")
-    if not _is_public():
+    method = req.method
+    if not _is_public(method, req.path):
         # checked before routing, so an unauthenticated caller learns nothing about the URIs
         principal = _authenticate()
         if principal is None:
             raise unauthorized()
         g.principal = principal
-    elif "$expand" in request.args:
+    elif "$expand" in req.args:
         # a public document expands only for a caller who may read what it links to
         g.principal = _authenticate()
-    if request.method in ("GET", "HEAD"):
+    if method in ("GET", "HEAD"):
         g.query = query.parse()  # 501/400 for a query we do not support, before any work
 
 
@@ -149,36 +169,45 @@ def _authenticate() -> auth.Principal | None:
 
 
 def _redfish_headers(response: Response) -> Response:
-    response.headers["OData-Version"] = "4.0"
-    response.headers.setdefault("Cache-Control", "no-cache")
-    rule = request.url_rule
-    if rule is not None and response.status_code < 400:
+    """Redfish headers, and the one place a JSON answer is serialized (with its ETag)."""
+    req = request._get_current_object()  # type: ignore[attr-defined]  # once, not per use
+    headers = response.headers
+    headers["OData-Version"] = "4.0"
+    headers.setdefault("Cache-Control", "no-cache")
+    rule = req.url_rule
+    status = response.status_code
+    if rule is not None and status < 400:
         allow: dict[str, str] = current_app.extensions["redfish.allow"]
-        response.headers["Allow"] = allow.get(rule.rule, "")
-    if response.is_streamed or response.mimetype != "application/json":
-        return response  # SSE, $metadata: nothing below applies
-    if response.status_code == 200 and request.method in ("GET", "HEAD", "PATCH"):
-        data = response.get_data()
+        headers["Allow"] = allow.get(rule.rule, "")
+    if not isinstance(response, odata.JsonResponse) or response.body is None:
+        return response  # SSE, $metadata, bodiless answers: nothing below applies
+    body = response.body
+    method = req.method
+    if status != 200 or method not in ("GET", "HEAD", "PATCH"):
+        response.finish()
+        return response
+    if "@odata.id" in body:
         # the ETag of the resource itself, whatever $select/$expand make of the answer, so
-        # that it is the one If-Match is checked against
+        # that it is the one If-Match is checked against; the payload carries it too
+        # (DSP0266 "ETags")
+        wanted: query.Query | None = g.get("query")
+        if wanted is None or wanted.empty:
+            etag, data = odata.dumps_with_etag(body)
+        else:
+            etag = odata.etag_for(body)
+            data = odata.dumps(query.apply(odata.with_etag(body, etag), wanted))
+    else:
+        data = odata.dumps(body)
         etag = odata.etag_of(data)
-        response.headers["ETag"] = etag
-        body = json.loads(data)
-        described_by = odata.schema_uri(body.get("@odata.type"))
-        if described_by:
-            response.headers["Link"] = f"<{described_by}>; rel=describedby"
-        if isinstance(body, dict) and "@odata.id" in body:
-            # the payload carries the same ETag as the header (DSP0266 "ETags")
-            body = odata.with_etag(body, etag)
-            wanted: query.Query | None = g.get("query")
-            if wanted is not None and not wanted.empty:
-                body = query.apply(body, wanted)
-            response.set_data(odata.dumps(body))
-        if_none_match = request.headers.get("If-None-Match")
-        if (request.method != "PATCH" and if_none_match
-                and odata.etag_matches(if_none_match, etag)):
-            response.status_code = 304
-            response.set_data(b"")
+    headers["ETag"] = etag
+    described_by = odata.schema_uri(body.get("@odata.type"))
+    if described_by:
+        headers["Link"] = f"<{described_by}>; rel=describedby"
+    if_none_match = req.headers.get("If-None-Match")
+    if method != "PATCH" and if_none_match and odata.etag_matches(if_none_match, etag):
+        response.status_code = 304
+        data = b""
+    response.finish(data)
     return response
 
 

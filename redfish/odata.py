@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 from typing import Any
 
 from flask import Response
@@ -153,6 +154,35 @@ def etag_of(data: bytes) -> str:
     return '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
 
 
+def etag_for(body: Body) -> str:
+    """The ETag of a resource: what its GET answers in the header (If-Match compares it)."""
+    return etag_of(dumps(body))
+
+
+_IS_ODATA = operator.methodcaller("startswith", "@odata.")
+
+
+def dumps_with_etag(body: Body) -> tuple[str, bytes]:
+    """(`etag_for(body)`, `dumps(with_etag(body, etag))`), serializing `body` only once.
+
+    A resource built by `resource()` starts with its @odata properties, so `@odata.etag` can
+    be spliced into its JSON right after them; other key orders take the long way.
+    """
+    data = dumps(body)
+    etag = etag_of(data)
+    keys = list(body)
+    n = 0
+    while n < len(keys) and keys[n].startswith("@odata.") and keys[n] != "@odata.etag":
+        n += 1
+    if 0 < n < len(keys) and not any(map(_IS_ODATA, keys[n:])):
+        envelope = dumps({k: body[k] for k in keys[:n]})[:-1]  # without its closing brace
+        cut = len(envelope)  # where `, "<first other key>": ...` starts
+        if data[:cut] == envelope:
+            return etag, b'%s, "@odata.etag": %s%s' % (envelope, json.dumps(etag).encode(),
+                                                       data[cut:])
+    return etag, dumps(with_etag(body, etag))
+
+
 def etag_matches(header: str, etag: str) -> bool:
     """Does an If-Match / If-None-Match value name `etag`?
 
@@ -171,6 +201,34 @@ def etag_matches(header: str, etag: str) -> bool:
     return False
 
 
+class JsonResponse(Response):
+    """A JSON answer that keeps its body as a dict until it is sent.
+
+    The app's after-request hook (`redfish.app`) adds the ETag, applies $select/$expand and
+    serializes it there, once; `$expand` reads `body` directly. Anything that reads the
+    response before that gets it serialized as it is.
+    """
+
+    def __init__(self, body: Body, status: int = 200,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(status=status, headers=headers, content_type=JSON_TYPE)
+        self.body: Body | None = body  # None once serialized
+
+    def finish(self, data: bytes | None = None) -> None:
+        """Serialize: `data` if given (the hook's final bytes), else the body as it is."""
+        if self.body is not None:
+            self.set_data(dumps(self.body) if data is None else data)
+            self.body = None
+
+    def get_data(self, as_text: bool = False) -> Any:
+        self.finish()
+        return super().get_data(as_text)
+
+    def get_wsgi_response(self, environ: Any) -> Any:
+        self.finish()
+        return super().get_wsgi_response(environ)
+
+
 def json_response(body: Body, status: int = 200, headers: dict[str, str] | None = None
-                  ) -> Response:
-    return Response(dumps(body), status=status, headers=headers, content_type=JSON_TYPE)
+                  ) -> JsonResponse:
+    return JsonResponse(body, status, headers)

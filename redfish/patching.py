@@ -152,7 +152,7 @@ def with_ignored(body: odata.Body, patch: Patch) -> odata.Body:
 def check_if_match(current: odata.Body) -> None:
     """412 unless the request's If-Match (if any) names the resource as it is now."""
     if_match = request.headers.get("If-Match", "").strip()
-    if if_match and not odata.etag_matches(if_match, odata.etag_of(odata.dumps(current))):
+    if if_match and not odata.etag_matches(if_match, odata.etag_for(current)):
         raise error(412, "PreconditionFailed")
 
 

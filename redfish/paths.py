@@ -6,6 +6,7 @@ node; the Manager is always `BMC`.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -45,6 +46,7 @@ MANAGER_LOG_SERVICES = f"{MANAGER}/LogServices"
 PUBLIC = frozenset({"/redfish", ROOT, ODATA, METADATA})
 
 
+@functools.lru_cache(maxsize=4096)  # node names, quoted several times per request
 def segment(name: str) -> str:
     """A node name as one URI path segment."""
     return quote(name, safe="-._~")

@@ -13,7 +13,6 @@ without `$` are ignored.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from urllib.parse import urlsplit
 from flask import Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from redfish import paths
+from redfish import odata, paths
 from redfish.errors import RedfishError, error
 
 log = logging.getLogger(__name__)
@@ -47,10 +46,14 @@ class Query:
         return self.select is None and self.expand is None
 
 
+#: the query of a request without one (most of them)
+NONE = Query()
+
+
 def parse() -> Query:
     """The request's query, or the RedfishError for an unsupported or malformed one."""
-    if request.path == paths.SSE:
-        return Query()  # its $filter is the event service's (redfish.resources.event_service)
+    if not request.query_string or request.path == paths.SSE:
+        return NONE  # SSE's $filter is the event service's (redfish.resources.event_service)
     for name in request.args:
         if name.startswith("$") and name not in SUPPORTED:
             raise error(501, "QueryParameterUnsupported", name)
@@ -99,11 +102,10 @@ def _fetch(uri: str) -> dict[str, Any] | None:
         log.exception("expanding %s failed", path)
         return None
     response: Response = current_app.make_response(result)
-    if response.status_code != 200 or response.is_streamed or response.mimetype != \
-            "application/json":
+    if response.status_code != 200 or not isinstance(response, odata.JsonResponse) \
+            or response.body is None:
         return None
-    data: dict[str, Any] = json.loads(response.get_data())
-    return data
+    return response.body  # never changed by _expand/_select, which build new dicts
 
 
 def _is_link(value: Any) -> bool:

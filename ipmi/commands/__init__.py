@@ -7,6 +7,7 @@ node model and know nothing of packets or sessions beyond `Context`.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -103,19 +104,48 @@ def command(netfn: int, cmd: int, privilege: Privilege = Privilege.USER,
     return register
 
 
-def load_all() -> dict[tuple[int, int], Command]:
-    """Import every handler module (each registers itself) and return the registry."""
-    from ipmi.commands import (  # noqa: F401
-        app,
-        channel,
-        chassis,
-        dcmi,
-        mc,
-        sensor,
-        session,
-        sol,
-        storage,
-        users,
-    )
+#: the handler modules of each netfn: a command not registered yet imports only its own netfn's
+#: modules (tests/unit/test_startup.py checks this against what the modules register)
+MODULES: dict[int, tuple[str, ...]] = {
+    NETFN_APP: ("app", "session", "channel", "mc", "sol", "users"),
+    NETFN_CHASSIS: ("chassis",),
+    NETFN_SENSOR: ("sensor",),
+    NETFN_STORAGE: ("storage",),
+    NETFN_TRANSPORT: ("channel", "sol"),
+    NETFN_GROUP: ("dcmi",),
+}
+_loaded: set[int] = set()  # netfns whose modules are all imported
+
+
+def load_core() -> dict[tuple[int, int], Command]:
+    """Import what answers first (session setup, chassis power) and return the registry.
+
+    The other handler modules (SDR, SEL, FRU, DCMI, SOL, users, LAN, ...) are imported on
+    first use (`lookup`): they bring in the sensor and SEL models, and a BMC should answer
+    before those are loaded.
+    """
+    from ipmi.commands import app, chassis, session  # noqa: F401
 
     return REGISTRY
+
+
+def load_all() -> dict[tuple[int, int], Command]:
+    """Import every handler module (each registers itself) and return the registry."""
+    for netfn in MODULES:
+        _load(netfn)
+    return REGISTRY
+
+
+def lookup(netfn: int, cmd: int) -> Command | None:
+    """The handler of (netfn, cmd), importing its netfn's modules if they are not yet."""
+    entry = REGISTRY.get((netfn, cmd))
+    if entry is None and netfn not in _loaded:
+        _load(netfn)
+        entry = REGISTRY.get((netfn, cmd))
+    return entry
+
+
+def _load(netfn: int) -> None:
+    for name in MODULES.get(netfn, ()):
+        importlib.import_module(f"{__name__}.{name}")
+    _loaded.add(netfn)

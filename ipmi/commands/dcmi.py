@@ -5,9 +5,8 @@ temperature sensors. Every request and response starts with the group extension 
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
-from bmc.sensors import SensorKind, SensorSpec
-from ipmi import sdr
 from ipmi.commands import (
     CC_INVALID_DATA_FIELD,
     CC_NOT_PRESENT,
@@ -17,6 +16,12 @@ from ipmi.commands import (
     IpmiError,
     command,
 )
+
+if TYPE_CHECKING:
+    from bmc.sensors import SensorSpec
+
+# bmc.sensors and ipmi.sdr are imported where used: clients probe NetFn 2Ch (PICMG, VITA) in
+# their first session, and answering "invalid command" must not wait for the sensor model
 
 DCMI = 0xDC
 SPEC_VERSION = (0x01, 0x05)  # DCMI 1.5
@@ -41,6 +46,8 @@ def _request(ctx: Context, length: int) -> bytes:
 
 
 def _power_sensor(ctx: Context) -> SensorSpec | None:
+    from bmc.sensors import SensorKind
+
     return next((s for s in ctx.node.sensors.specs if s.kind is SensorKind.POWER), None)
 
 
@@ -82,6 +89,8 @@ def get_power_reading(ctx: Context) -> bytes:
 
 
 def _temperatures(ctx: Context, entity: int) -> list[SensorSpec]:
+    from bmc.sensors import SensorKind
+
     ipmi_entity = ENTITIES.get(entity)
     if ipmi_entity is None:
         raise IpmiError(CC_INVALID_DATA_FIELD)
@@ -98,6 +107,8 @@ def _selected(specs: list[SensorSpec], instance: int, start: int) -> list[Sensor
 
 @command(NETFN_GROUP, 0x07)
 def get_dcmi_sensor_info(ctx: Context) -> bytes:
+    from ipmi import sdr
+
     data = _request(ctx, 5)
     if data[1] != TEMPERATURE:
         raise IpmiError(CC_INVALID_DATA_FIELD)

@@ -63,7 +63,7 @@ def bios_body(node: Node) -> Body:
         "@odata.type": f"{SETTINGS_TYPE}.Settings",
         "SettingsObject": link(f"{uri}/Settings"),
         # the ETag a client must send to PATCH the settings object (sushy sends this one)
-        "ETag": odata.etag_of(odata.dumps(settings_body(node))),
+        "ETag": odata.etag_for(settings_body(node)),
         "SupportedApplyTimes": list(APPLY_TIMES),
     }
     applied = node.bios.last_apply
