@@ -154,7 +154,14 @@ def _ipmi_server(config: Config, nodes: list[Node]) -> Server:
 
 
 def _redfish_server(config: Config, nodes: list[Node]) -> Server:
-    from redfish.server import RedfishServer
+    try:
+        from redfish.server import RedfishServer
+    except ImportError as exc:
+        # DMTF's python-redfish-library (which its validators install) has a top-level
+        # package `redfish` too; in one environment it can shadow ours
+        raise StartupError(f"cannot load bmc-emulator's Redfish server ({exc}); is another "
+                           "'redfish' package (DMTF's python-redfish-library) installed in this "
+                           "environment? Install bmc-emulator in a venv of its own") from exc
 
     return RedfishServer(_bindings(nodes, [n.redfish for n in config.nodes]))
 
