@@ -16,9 +16,7 @@ stopped at teardown, and its stderr is shown with any failing test.
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +28,8 @@ from typing import Any
 import pytest
 import yaml
 
+from bench.util import free_ports, port_is_free
+
 REPO = Path(__file__).resolve().parents[2]
 SERVE = [sys.executable, "-m", "bmc.cli", "serve"]
 READY = "bmc-emulator ready:"
@@ -37,35 +37,16 @@ HOST = "127.0.0.1"
 #: generous: the first start on a slow CI machine imports Flask, waitress and cryptography
 READY_TIMEOUT = float(os.environ.get("BMC_E2E_READY_TIMEOUT", "30"))
 STOP_TIMEOUT = 15.0
-#: below Linux's ephemeral range (32768+), so clients' own sockets do not take our ports
-PORT_RANGE = (20000, 32767)
 
 
 # -- ports ------------------------------------------------------------------------------------
-def port_is_free(port: int, kind: str, host: str = HOST) -> bool:
-    """Whether `port` can be bound now; kind "udp" (IPMI) or "tcp" (Redfish)."""
-    sock_type = socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM
-    with socket.socket(socket.AF_INET, sock_type) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def free_port(kind: str, taken: set[int] | None = None, count: int = 1) -> int:
     """The first of `count` consecutive ports that are free (for `kind`) and not in `taken`.
 
-    Never a fixed port: 6230/8000 may belong to a running emulator or another test.
+    Never a fixed port: 6230/8000 may belong to a running emulator or another test. The
+    picking itself is the benchmark harness's (one picker for tests and bench).
     """
-    taken = taken if taken is not None else set()
-    for _ in range(1000):
-        first = random.randint(PORT_RANGE[0], PORT_RANGE[1] - count)
-        ports = range(first, first + count)
-        if not taken.intersection(ports) and all(port_is_free(p, kind) for p in ports):
-            taken.update(ports)
-            return first
-    raise RuntimeError(f"no {count} free {kind} ports in {PORT_RANGE}")
+    return free_ports(kind, count, taken)
 
 
 # -- a running emulator -----------------------------------------------------------------------
