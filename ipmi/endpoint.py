@@ -8,6 +8,7 @@ IPMI requests to the handlers in `ipmi.commands`.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import struct
@@ -319,7 +320,7 @@ class BmcEndpoint:
                                + struct.pack("<I", session.console_id)
                                + bytes((session.role_byte, len(session.username)))
                                + session.username)
-        if not _same(expected, payload[8:]):
+        if not hmac.compare_digest(expected, payload[8:]):
             log.info("RAKP3 authentication failed for user %r", session.username.decode("latin-1"))
             return self._rakp_fail(session, wire.PAYLOAD_RAKP4, tag, RMCP_INVALID_ICV)
         rakp_material = (session.console_random + session.bmc_random
@@ -355,8 +356,9 @@ class BmcEndpoint:
                 or packet.authtype != session.v15_authtype or session.peer != peer):
             return None
         password = session.user.password_bytes()
-        if not _same(self._v15_authcode(session.v15_authtype, password, packet.session_id,
-                                        packet.message, packet.sequence), packet.authcode):
+        expected = self._v15_authcode(session.v15_authtype, password, packet.session_id,
+                                      packet.message, packet.sequence)
+        if not hmac.compare_digest(expected, packet.authcode):
             log.debug("dropped IPMI 1.5 packet with bad auth code in session %#x",
                       packet.session_id)
             return None
@@ -427,8 +429,3 @@ class BmcEndpoint:
             data, code = b"", CC_UNSPECIFIED
         return wire.build_response(request, code, data)
 
-
-def _same(a: bytes, b: bytes) -> bool:
-    import hmac
-
-    return hmac.compare_digest(a, b)
