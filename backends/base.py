@@ -2,18 +2,26 @@
 
 A backend knows nothing about IPMI or Redfish. The node model (`bmc.node.Node`) calls it and
 keeps the BMC-side state (boot override flags, users, logs) itself, so a backend stays small:
-power control and the boot device the "firmware" will use. New backends (Docker, libvirt, the
-Metal API, SSH, a process with a serial pty) implement this class and register in
-`backends.create_backend`.
+power control, the boot device the "firmware" will use, and optionally a serial console,
+a graphical console and virtual media. A backend says which of these it has in
+`capabilities`; the front ends offer only those.
 
-Calls may block (a remote API); they are made with the node's lock held, so a backend needs
-no locking of its own for calls coming from one node.
+Calls may block for seconds (a container's stop timeout, a VM's shutdown, a remote API): the
+node makes them from a worker thread of its own, one call at a time per node, never from a
+front end's thread and never with the node's lock held. So a backend needs no locking for
+calls coming from its node, but `power_state()` may also be called by the node's poller.
+
+Settings: the constructor's keyword arguments are the backend's `backend:` settings in the
+YAML config (their type hints are the schema the config checks them against); `node_name`
+is passed by the emulator, not the config. A constructor must not block for long: connect
+lazily, or on the first call.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -33,6 +41,50 @@ class BootDevice(StrEnum):
     FLOPPY = "Floppy"
 
 
+class BootMode(StrEnum):
+    """The firmware's boot mode; values are Redfish `BootSourceOverrideMode`."""
+
+    LEGACY = "Legacy"
+    UEFI = "UEFI"
+
+
+class PowerOp(StrEnum):
+    """The power operations a backend may offer (the methods of `Backend` below)."""
+
+    ON = "on"
+    OFF = "off"
+    SOFT_OFF = "soft_off"
+    RESET = "reset"
+    CYCLE = "power_cycle"
+    NMI = "nmi"
+
+
+ALL_POWER_OPS = frozenset(PowerOp)
+ALL_BOOT_DEVICES = frozenset(BootDevice)
+ALL_BOOT_MODES = frozenset(BootMode)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend's server can do. The defaults are those of a server with no I/O."""
+
+    #: power operations; one not listed is refused (IPMI: completion code, Redfish: 400)
+    power: frozenset[PowerOp] = ALL_POWER_OPS
+    #: boot override targets (NONE, "no override", is always accepted)
+    boot_devices: frozenset[BootDevice] = ALL_BOOT_DEVICES
+    boot_modes: frozenset[BootMode] = ALL_BOOT_MODES
+    #: `attach_console`/`write_console` work
+    serial_console: bool = False
+    #: `graphical_console()` names a VNC endpoint
+    graphical_console: bool = False
+    #: `media_changed` is honoured (or the media is only recorded, as by `memory`)
+    virtual_media: bool = True
+    #: the backend reports every power change itself (`report_power`): the node never polls
+    power_events: bool = False
+    #: media slots the server has (Redfish VirtualMedia ids)
+    media_slots: tuple[str, ...] = field(default=("Cd", "USBStick"))
+
+
 class BackendError(Exception):
     """The backend could not carry out a request (the resource is gone, an API failed, ...)."""
 
@@ -42,16 +94,29 @@ class Backend(ABC):
 
     #: the `type:` name used in the YAML config
     kind: str = ""
+    #: what this server can do; a backend may set its own per instance (from its settings)
+    capabilities: Capabilities = Capabilities()
+    #: seconds between power-state polls by the node when `capabilities.power_events` is
+    #: False and the state can change outside the emulator; None = never poll (the state
+    #: changes only through the backend's own methods, or `report_power` says so)
+    poll_interval: float | None = None
     #: the firmware's boot mode for the next boot (True = UEFI); the node model sets it before
     #: each power_on/reset/power_cycle, so the signatures below stay the same for every backend
     boot_uefi: bool = False
-    #: set by the node model: called with a reason when the server powers off by itself (its
-    #: process exited, the VM was shut down from inside); may come from any thread
-    on_power_lost: Callable[[str], None] | None = None
+    #: set by the node model: called with (state, reason) when the server's power changes
+    #: by itself or from outside (its process exited, the VM was shut down from inside, a
+    #: container was stopped with `docker stop`); may come from any thread
+    on_power_change: Callable[[PowerState, str], None] | None = None
+
+    def report_power(self, state: PowerState, reason: str) -> None:
+        """Tell the node the server's power changed without the node asking (any thread)."""
+        callback = self.on_power_change
+        if callback is not None:
+            callback(state, reason)
 
     @abstractmethod
     def power_state(self) -> PowerState:
-        """The server's real power state right now."""
+        """The server's real power state right now (BackendError if it cannot be read)."""
 
     @abstractmethod
     def power_on(self, boot_device: BootDevice) -> None:
@@ -81,7 +146,7 @@ class Backend(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release whatever the backend holds (connections, child processes)."""
 
-    # -- the serial console (optional) ---------------------------------------------------------
+    # -- the serial console (optional: capabilities.serial_console) -------------------------
     def attach_console(self, output: Callable[[bytes], None]) -> bool:
         """Stream the server's serial console output to `output` from now on.
 
@@ -91,4 +156,17 @@ class Backend(ABC):
         return False
 
     def write_console(self, data: bytes) -> None:  # noqa: B027 - optional hook
-        """Type `data` on the serial console; dropped while the server is off."""
+        """Type `data` on the serial console; dropped while the server is off. Must not block."""
+
+    # -- the graphical console (optional: capabilities.graphical_console) -------------------
+    def graphical_console(self) -> str | None:
+        """The server's VNC endpoint as `vnc://host:port` (or a noVNC page URL), if any."""
+        return None
+
+    # -- virtual media (optional: capabilities.virtual_media) -------------------------------
+    def media_changed(self, slot: str, image: str | None) -> None:  # noqa: B027
+        """An image was inserted into media slot `slot` ("Cd", "USBStick"), or ejected (None).
+
+        Called on the node's worker (it may block). A backend that can present it to the
+        server does so now or at the next boot; BackendError if it cannot use this image.
+        """

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from backends.base import Backend, BootDevice, PowerState
+from backends.base import Backend, BootDevice, Capabilities, PowerState
 
 
 class MemoryBackend(Backend):
     kind = "memory"
 
-    def __init__(self, power_on: bool = False) -> None:
+    capabilities = Capabilities(power_events=True)  # nothing changes it but us
+
+    def __init__(self, *, power_on: bool = False, node_name: str = "") -> None:
         self._power = PowerState.ON if power_on else PowerState.OFF
         #: the device the last boot used; lets tests and a console see what was booted
         self.last_boot_device: BootDevice | None = None

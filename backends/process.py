@@ -3,7 +3,7 @@
 Power on starts the program, off stops it (the graceful signal, then SIGKILL after a grace
 period), soft-off only sends the graceful signal, reset and power cycle restart it, NMI sends a
 signal the program can catch. The power state is the process's real state: when the program
-exits by itself the server is Off and `on_power_lost` says so (the SEL records it).
+exits by itself the server is Off and `report_power` says so (the SEL records it).
 
 The default program is `backends/simfirmware.py` (POST, boot loader, kernel, login prompt), told
 about the boot override in BMC_BOOT_DEVICE / BMC_BOOT_MODE; any command can be configured
@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from backends.base import Backend, BackendError, BootDevice, PowerState
+from backends.base import Backend, BackendError, BootDevice, Capabilities, PowerState
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ def _command(command: Any) -> list[str]:
 
 class ProcessBackend(Backend):
     kind = "process"
+    capabilities = Capabilities(serial_console=True, power_events=True)
 
     def __init__(self, command: list[str] | None = None, *, power_on: bool = False,
                  soft_off_signal: str = "SIGTERM", nmi_signal: str = "SIGUSR1",
@@ -315,12 +316,10 @@ class ProcessBackend(Backend):
                   else f"exited with status {code}")
         log.info("%s: the server process %s: the server is off", self.node_name or "process",
                  reason)
-        callback = self.on_power_lost
-        if callback is not None:
-            try:
-                callback(reason)
-            except Exception:
-                log.exception("%s: power-lost callback failed", self.node_name)
+        try:
+            self.report_power(PowerState.OFF, reason)
+        except Exception:
+            log.exception("%s: power-change callback failed", self.node_name)
 
 
 def _drain_pipe(fd: int) -> None:

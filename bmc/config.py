@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backends import DEFAULT_KIND, KINDS
+from backends import DEFAULT_KIND, known_kinds
 from bmc.users import MAX_PASSWORD_BYTES, MAX_USERS, Privilege
 
 if TYPE_CHECKING:
@@ -271,8 +271,8 @@ def check_node_name(name: str) -> str:
 
 
 def check_backend_type(kind: str) -> str:
-    if kind not in KINDS:
-        raise ValueError(f"unknown backend type {kind!r} (known: {', '.join(KINDS)})")
+    if kind not in known_kinds():
+        raise ValueError(f"unknown backend type {kind!r} (known: {', '.join(known_kinds())})")
     return kind
 
 

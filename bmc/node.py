@@ -169,7 +169,7 @@ class Node:
         self.backend = backend
         # the serial console (IPMI SOL, WebSocket), and news of the server stopping by itself
         self.console = console or ConsoleHub(backend, name=name)
-        backend.on_power_lost = self._power_lost
+        backend.on_power_change = self._power_changed
         self.users = users if users is not None else UserStore()
         self.uuid = uuid or node_uuid(name)
         self.identity = identity or Identity(serial=self.default_serial(name, uuid))
@@ -407,10 +407,13 @@ class Node:
         """The virtual media image URL the last boot used (None: it booted no media)."""
         return self.virtual_media.last_boot_media
 
-    def _power_lost(self, reason: str) -> None:
-        """The backend saw the server stop by itself (its process exited, ...): it is Off."""
-        self._emit("power", action="ServerExited", before=PowerState.ON.value,
-                   after=PowerState.OFF.value, boot_device=None, reason=reason)
+    def _power_changed(self, state: PowerState, reason: str) -> None:
+        """The backend saw the server's power change without us: it stopped by itself (its
+        process exited, ...) or was switched from outside (`docker start`, virsh)."""
+        action = "ServerExited" if state is PowerState.OFF else "ServerStarted"
+        before = PowerState.ON if state is PowerState.OFF else PowerState.OFF
+        self._emit("power", action=action, before=before.value, after=state.value,
+                   boot_device=None, reason=reason)
 
     def close(self) -> None:
         tasks = self.__dict__.get("tasks")  # not built: nothing to stop

@@ -23,10 +23,22 @@ apt_install() {
     as_root apt-get install -y -q --no-install-recommends "$@" </dev/null
 }
 
-# -- system packages: the IPMI clients the end-to-end tests drive, and Python itself --------
+# -- system packages: the IPMI clients the end-to-end tests drive, the real things behind the
+# backends (dockerd, libvirtd with QEMU, sshd, ipmi_sim), the lab's tools, and Python itself
 missing=()
 have ipmitool || missing+=(ipmitool)
 have ipmipower || missing+=(freeipmi-tools)
+have ipmi_sim || missing+=(openipmi)
+have dockerd || missing+=(docker.io)
+have docker-compose || missing+=(docker-compose)
+have debootstrap || missing+=(debootstrap)
+have libvirtd || missing+=(libvirt-daemon-system)
+have qemu-system-x86_64 || missing+=(qemu-system-x86)
+have sshd || missing+=(openssh-server)
+have chromium || missing+=(chromium)
+have ip || missing+=(iproute2)
+have pkg-config || missing+=(pkg-config)
+[ -e /usr/include/libvirt/libvirt.h ] || missing+=(libvirt-dev)  # to build libvirt-python
 have python3 || missing+=(python3 python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
     apt_install "${missing[@]}"
