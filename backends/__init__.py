@@ -17,6 +17,7 @@ from typing import Any
 from backends.base import (
     Backend,
     BackendError,
+    BackendRefused,
     BootDevice,
     BootMode,
     Capabilities,
@@ -24,9 +25,9 @@ from backends.base import (
     PowerState,
 )
 
-__all__ = ["Backend", "BackendError", "BootDevice", "BootMode", "Capabilities", "PowerOp",
-           "PowerState", "create_backend", "backend_class", "known_kinds", "DEFAULT_KIND",
-           "ENTRY_POINT_GROUP"]
+__all__ = ["Backend", "BackendError", "BackendRefused", "BootDevice", "BootMode",
+           "Capabilities", "PowerOp", "PowerState", "create_backend", "backend_class",
+           "known_kinds", "DEFAULT_KIND", "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "bmc_emulator.backends"
 #: built-in backends: `type:` -> "module:Class"

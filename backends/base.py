@@ -89,6 +89,12 @@ class BackendError(Exception):
     """The backend could not carry out a request (the resource is gone, an API failed, ...)."""
 
 
+class BackendRefused(BackendError):
+    """The backend cannot do what was asked, however often it is asked (an image it cannot
+    use, a setting the server does not have): the client's request is at fault, not the
+    backend's health (Redfish 400, not 503)."""
+
+
 class Backend(ABC):
     """Power and boot control of one simulated server."""
 
@@ -160,7 +166,9 @@ class Backend(ABC):
 
     # -- the graphical console (optional: capabilities.graphical_console) -------------------
     def graphical_console(self) -> str | None:
-        """The server's VNC endpoint as `vnc://host:port` (or a noVNC page URL), if any."""
+        """The server's VNC endpoint as `vnc://host:port` (or a noVNC page URL), if any.
+
+        Called from front-end threads: answer from what is known, never with I/O."""
         return None
 
     # -- virtual media (optional: capabilities.virtual_media) -------------------------------
@@ -168,5 +176,6 @@ class Backend(ABC):
         """An image was inserted into media slot `slot` ("Cd", "USBStick"), or ejected (None).
 
         Called on the node's worker (it may block). A backend that can present it to the
-        server does so now or at the next boot; BackendError if it cannot use this image.
+        server does so now or at the next boot; BackendRefused if it cannot use this image,
+        BackendError if it failed.
         """

@@ -76,6 +76,18 @@ class SystemLog(EventLog):
         node.subscribe(self._on_event)
 
     def _on_event(self, node: Node, event: NodeEvent) -> None:
+        if event.kind == "backend-failed":
+            error = event.detail.get("error", "")
+            kind = f"{event.detail.get('action')} failed: {error}"
+            self.add(f"The resource property {node.name} has detected errors of type "
+                     f"'{kind}'.", f"{RESOURCE_EVENT}.ResourceErrorsDetected",
+                     (node.name, kind), severity="Warning")
+            return
+        if event.kind == "backend-recovered":
+            self.add(f"The resource property {node.name} has corrected errors of type "
+                     "'backend'.",
+                     f"{RESOURCE_EVENT}.ResourceErrorsCorrected", (node.name, "backend"))
+            return
         if event.kind != "power":
             return
         action, before, after = (event.detail.get(k) for k in ("action", "before", "after"))

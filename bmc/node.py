@@ -7,17 +7,21 @@ through one protocol is what the other reads next.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import threading
 import time
 import uuid as uuidlib
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING, Any
 
-from backends.base import Backend, BootDevice, PowerState
+from backends.base import Backend, BackendError, BootDevice, PowerOp, PowerState
 from bmc.console import ConsoleHub
+from bmc.power import BackendUnavailable, NodeBusy, NodeWorker, Unsupported, poller
 from bmc.users import UserStore
 
 if TYPE_CHECKING:
@@ -65,6 +69,34 @@ class BootOverride:
         if self.device is BootDevice.NONE:
             return "Disabled"
         return "Continuous" if self.persistent else "Once"
+
+
+#: the backend operations each action may use (the action is offered only if all exist)
+ACTION_OPS: dict[PowerAction, frozenset[PowerOp]] = {
+    PowerAction.ON: frozenset({PowerOp.ON}),
+    PowerAction.FORCE_OFF: frozenset({PowerOp.OFF}),
+    PowerAction.GRACEFUL_SHUTDOWN: frozenset({PowerOp.SOFT_OFF}),
+    PowerAction.GRACEFUL_RESTART: frozenset({PowerOp.ON, PowerOp.RESET}),
+    PowerAction.FORCE_RESTART: frozenset({PowerOp.ON, PowerOp.RESET}),
+    PowerAction.NMI: frozenset({PowerOp.NMI}),
+    PowerAction.PUSH_POWER_BUTTON: frozenset({PowerOp.ON, PowerOp.SOFT_OFF}),
+    PowerAction.POWER_CYCLE: frozenset({PowerOp.ON, PowerOp.CYCLE}),
+}
+#: where each action takes the server (None: nowhere; "toggle": the power button)
+ACTION_TARGETS: dict[PowerAction, PowerState | str | None] = {
+    PowerAction.ON: PowerState.ON,
+    PowerAction.FORCE_OFF: PowerState.OFF,
+    PowerAction.GRACEFUL_SHUTDOWN: PowerState.OFF,
+    PowerAction.GRACEFUL_RESTART: PowerState.ON,
+    PowerAction.FORCE_RESTART: PowerState.ON,
+    PowerAction.NMI: None,
+    PowerAction.PUSH_POWER_BUTTON: "toggle",
+    PowerAction.POWER_CYCLE: PowerState.ON,
+}
+#: seconds between state reads of a failing backend, until it answers again
+FAULT_POLL_SECONDS = 2.0
+#: how long start-up waits for a polled backend's first power state
+INITIAL_READ_SECONDS = 0.5
 
 
 class RestartCause(IntEnum):
@@ -121,6 +153,8 @@ class NodeEvent:
 
 
 EventListener = Callable[["Node", NodeEvent], None]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -184,15 +218,31 @@ class Node:
         self._sensor_specs = sensors
         self._features_lock = threading.RLock()
         self._features_state = "missing"  # "building", "built"
-        if not self._surely_off():
+        # power: what the backend last said, and the calls to it, off the front ends' threads
+        self.worker = NodeWorker(name)
+        self._power = PowerState.OFF
+        self._transition: PowerState | None = None
+        self._fault: str | None = None
+        self._read_initial_power()
+        if self._power is not PowerState.OFF or self._fault is not None:
             # a running server can stop by itself: the SEL must have seen it running
             self.build_features()
 
-    def _surely_off(self) -> bool:
-        try:
-            return self.backend.power_state() is PowerState.OFF
-        except Exception:  # the backend cannot tell now (the sensors keep trying)
-            return False
+    def _read_initial_power(self) -> None:
+        """The power state at start: asked directly of a backend whose state is its own
+        (memory, process, and those that report every change), through the worker with a
+        short wait for one that must be polled (a remote API: it may be slow or down)."""
+        backend = self.backend
+        if backend.poll_interval is None:
+            try:
+                self._power = backend.power_state()
+            except BackendError as exc:
+                self._failed("power state", exc)
+            return
+        future = self.worker.submit(self._refresh, force=True)
+        with contextlib.suppress(TimeoutError):  # the refresh lands later
+            future.result(INITIAL_READ_SECONDS)
+        poller.add(id(self), self._poll, backend.poll_interval)
 
     def build_features(self) -> None:
         """Build the BMC features now (sensors, SEL, logs, BIOS, ...) unless they are built.
@@ -268,50 +318,108 @@ class Node:
     # -- power ------------------------------------------------------------------------------
     @property
     def power_state(self) -> PowerState:
-        with self._lock:
-            return self.backend.power_state()
+        """What the backend last reported: instant, never a backend call."""
+        return self._power
 
-    def power(self, action: PowerAction, *, cause: RestartCause | None = None) -> None:
-        """Carry out a power action. Restarts from Off power the server on.
+    @property
+    def power_transition(self) -> PowerState | None:
+        """The state an action under way is taking the server to (None: none under way)."""
+        return self._transition
 
-        If the server (re)starts, `cause` (default: from the action) is what Get System
-        Restart Cause reports next.
+    @property
+    def backend_fault(self) -> str | None:
+        """Why the backend's last call failed, until a call succeeds again (None: healthy)."""
+        return self._fault
+
+    def supports(self, action: PowerAction) -> bool:
+        """The backend has every power operation `action` may need."""
+        return ACTION_OPS[action] <= self.backend.capabilities.power
+
+    def submit_power(self, action: PowerAction, *,
+                     cause: RestartCause | None = None) -> Future[None]:
+        """Queue a power action on the node's worker and return at once.
+
+        The Future ends when the backend has carried it out (BackendError if it failed).
+        Raises Unsupported (no such capability), BackendUnavailable (the backend is failing)
+        or NodeBusy (too many actions waiting) instead of queueing.
         """
+        if not self.supports(action):
+            raise Unsupported(f"{action.value} is not supported by the "
+                              f"{self.backend.kind or 'node'}'s backend")
+        fault = self._fault
+        if fault is not None:
+            raise BackendUnavailable(fault)
         self.build_features()  # before the change, so the sensors and the SEL see it happen
+        future = self.worker.submit(lambda: self._carry_out(action, cause))
         with self._lock:
-            self._booted = None
-            before = self.backend.power_state()
+            target = ACTION_TARGETS.get(action, "toggle")
+            if target == "toggle":  # the power button: on when off, off when on
+                target = PowerState.OFF if self._power is PowerState.ON else PowerState.ON
+            if target is not None and self.worker.busy:
+                self._transition = target
+        return future
+
+    def power(self, action: PowerAction, *, cause: RestartCause | None = None,
+              timeout: float | None = None) -> None:
+        """Carry out a power action and wait for it (BackendError if the backend failed).
+
+        For callers that may block (tests, scripts); front ends use `submit_power`.
+        Restarts from Off power the server on. If the server (re)starts, `cause` (default:
+        from the action) is what Get System Restart Cause reports next.
+        """
+        self.submit_power(action, cause=cause).result(timeout)
+
+    def settle(self, timeout: float = 10.0) -> bool:
+        """Wait until the actions queued so far are carried out (False: timed out)."""
+        return self.worker.wait_idle(timeout)
+
+    def _carry_out(self, action: PowerAction, cause: RestartCause | None) -> None:
+        """Run `action` against the backend: on the node's worker, never with the lock held
+        (a backend call may take seconds, and readers of the node must not wait for it)."""
+        backend = self.backend
+        self._booted = None
+        try:
+            before = backend.power_state()
             is_on = before is PowerState.ON
             match action:
                 case PowerAction.ON:
                     if not is_on:
-                        self.backend.power_on(self._take_boot_device())
+                        backend.power_on(self._take_boot_device())
                 case PowerAction.FORCE_OFF:
-                    self.backend.power_off()
+                    backend.power_off()
                 case PowerAction.GRACEFUL_SHUTDOWN:
                     if is_on:
-                        self.backend.soft_off()
+                        backend.soft_off()
                 case PowerAction.PUSH_POWER_BUTTON:
                     if is_on:
-                        self.backend.soft_off()
+                        backend.soft_off()
                     else:
-                        self.backend.power_on(self._take_boot_device())
+                        backend.power_on(self._take_boot_device())
                 case PowerAction.FORCE_RESTART | PowerAction.GRACEFUL_RESTART:
                     if is_on:
-                        self.backend.reset(self._take_boot_device())
+                        backend.reset(self._take_boot_device())
                     else:
-                        self.backend.power_on(self._take_boot_device())
+                        backend.power_on(self._take_boot_device())
                 case PowerAction.POWER_CYCLE:
                     if is_on:
-                        self.backend.power_cycle(self._take_boot_device())
+                        backend.power_cycle(self._take_boot_device())
                     else:
-                        self.backend.power_on(self._take_boot_device())
+                        backend.power_on(self._take_boot_device())
                 case PowerAction.NMI:
                     if is_on:
-                        self.backend.nmi()
-            after = self.backend.power_state()
-            restarts = (PowerAction.FORCE_RESTART, PowerAction.GRACEFUL_RESTART,
-                        PowerAction.POWER_CYCLE)
+                        backend.nmi()
+            after = backend.power_state()
+        except BackendError as exc:
+            self._failed(action.value, exc)
+            raise
+        finally:
+            if self.worker.pending() == 0:
+                self._transition = None
+        restarts = (PowerAction.FORCE_RESTART, PowerAction.GRACEFUL_RESTART,
+                    PowerAction.POWER_CYCLE)
+        with self._lock:
+            self._power = after
+            self._fault = None
             if after is PowerState.ON and (not is_on or action in restarts):
                 default = (RestartCause.POWER_BUTTON if action is PowerAction.PUSH_POWER_BUTTON
                            else RestartCause.CHASSIS_CONTROL)
@@ -320,6 +428,41 @@ class Node:
         # boot_device is set only if the server booted (None: it did not), for BIOS & co.
         self._emit("power", action=action.value, before=before.value, after=after.value,
                    boot_device=booted.value if booted is not None else None)
+
+    def _failed(self, what: str, exc: BackendError) -> None:
+        """A backend call failed: remember why (actions are refused until it recovers), log
+        it, and poll the backend until it answers again."""
+        first = self._fault is None
+        self._fault = str(exc) or type(exc).__name__
+        log.warning("%s: backend failed (%s): %s", self.name, what, self._fault)
+        if first:
+            self._emit("backend-failed", action=what, error=self._fault)
+        poller.add(id(self), self._poll, FAULT_POLL_SECONDS)
+
+    def _poll(self) -> float | None:
+        """Poller thread: queue a state refresh; the seconds until the next (None: stop)."""
+        if not self.worker.busy:
+            try:
+                self.worker.submit(self._refresh, force=True)
+            except NodeBusy:  # closing
+                return None
+        if self._fault is not None:
+            return FAULT_POLL_SECONDS
+        return self.backend.poll_interval
+
+    def _refresh(self) -> None:
+        """Worker: read the backend's power state; a change is news (made from outside)."""
+        try:
+            state = self.backend.power_state()
+        except BackendError as exc:
+            self._failed("power state", exc)
+            return
+        recovered = self._fault is not None
+        self._fault = None
+        if recovered:
+            log.info("%s: backend answers again", self.name)
+            self._emit("backend-recovered")
+        self._power_changed(state, "seen by the BMC")
 
     @property
     def restart_cause(self) -> RestartCause:
@@ -372,12 +515,13 @@ class Node:
 
     def _take_boot_device(self) -> BootDevice:
         """The device this boot uses; a one-time override is consumed by it."""
-        override = self._boot
-        self._booted = override.device
-        self.backend.boot_uefi = override.uefi  # the firmware's mode for this boot
-        if not override.persistent and override.device is not BootDevice.NONE:
-            self._boot = BootOverride(uefi=override.uefi)
-        return override.device
+        with self._lock:
+            override = self._boot
+            self._booted = override.device
+            self.backend.boot_uefi = override.uefi  # the firmware's mode for this boot
+            if not override.persistent and override.device is not BootDevice.NONE:
+                self._boot = BootOverride(uefi=override.uefi)
+            return override.device
 
     # -- boot override ----------------------------------------------------------------------
     @property
@@ -410,12 +554,18 @@ class Node:
     def _power_changed(self, state: PowerState, reason: str) -> None:
         """The backend saw the server's power change without us: it stopped by itself (its
         process exited, ...) or was switched from outside (`docker start`, virsh)."""
+        with self._lock:
+            if self._power is state:
+                return  # already known (our own action's result, or an earlier report)
+            self._power = state
         action = "ServerExited" if state is PowerState.OFF else "ServerStarted"
         before = PowerState.ON if state is PowerState.OFF else PowerState.OFF
         self._emit("power", action=action, before=before.value, after=state.value,
                    boot_device=None, reason=reason)
 
     def close(self) -> None:
+        poller.remove(id(self))
+        self.worker.close()
         tasks = self.__dict__.get("tasks")  # not built: nothing to stop
         if tasks is not None:
             tasks.close()

@@ -90,6 +90,9 @@ SPECIFIC_TEXT: dict[int, dict[int, str]] = {
     0x13: {0: "Front panel NMI / diagnostic interrupt", 1: "Bus timeout",
            2: "I/O channel check NMI", 3: "Software NMI"},
     0x14: {0: "Power button pressed", 1: "Sleep button pressed", 2: "Reset button pressed"},
+    0x28: {0: "Sensor access degraded or unavailable",
+           1: "Controller access degraded or unavailable", 2: "Management controller off-line",
+           3: "Management controller unavailable", 4: "Sensor failure", 5: "FRU failure"},
     0x1D: {0: "Initiated by power up", 1: "Initiated by hard reset",
            2: "Initiated by warm reset", 3: "User requested PXE boot",
            4: "Automatic boot to diagnostic", 5: "OS / run-time software initiated hard reset",
@@ -121,7 +124,10 @@ SYS_RESTART = EventSensor(0x82, "Sys Restart", 0x1D, (0x07, 1), (0x00, 0x01, 0x0
 CRITICAL_INT = EventSensor(0x83, "NMI", 0x13, (0x07, 1), (0x00,))
 POWER_BUTTON = EventSensor(0x84, "Power Button", 0x14, (0x0C, 1), (0x00,))
 EVENT_LOG = EventSensor(0x85, "Event Log", 0x10, (0x07, 1), (0x02,))
-EVENT_SENSORS = (ACPI_STATE, POWER_UNIT, SYS_RESTART, CRITICAL_INT, POWER_BUTTON, EVENT_LOG)
+#: the server behind the BMC (its backend) cannot be reached or refused a call
+BACKEND_HEALTH = EventSensor(0x86, "Backend", 0x28, (0x07, 1), (0x01,))
+EVENT_SENSORS = (ACPI_STATE, POWER_UNIT, SYS_RESTART, CRITICAL_INT, POWER_BUTTON, EVENT_LOG,
+                 BACKEND_HEALTH)
 
 #: Redfish Severity of threshold events by offset (assertions; deassertions are "OK")
 _THRESHOLD_SEVERITY = {0x00: "Warning", 0x02: "Critical", 0x04: "Critical",
@@ -495,6 +501,11 @@ class NodeEventRecorder:
         node.sensors.watch_power(self._power_seen)
 
     def _node_event(self, node: Node, event: NodeEvent) -> None:
+        if event.kind in ("backend-failed", "backend-recovered"):
+            failed = event.kind == "backend-failed"
+            detail = f"{event.detail.get('action')}: {event.detail.get('error')}" if failed else ""
+            node.sel.add_sensor_event(BACKEND_HEALTH, 0x01, asserted=failed, detail=detail)
+            return
         if event.kind != "power":
             return
         action, before, after = (event.detail.get(k, "") for k in ("action", "before", "after"))

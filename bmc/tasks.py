@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -72,6 +73,11 @@ TaskListener = Callable[[Task], None]
 Work = Callable[[], list[TaskMessage]]
 
 
+def _no_messages(done: Future[Any]) -> list[TaskMessage]:
+    done.result()  # raises what the work raised
+    return []
+
+
 def _message(name: str, task_id: str, severity: str, text: str) -> TaskMessage:
     return TaskMessage(f"{TASK_REGISTRY}.{name}", text.replace("%1", task_id), severity,
                        (task_id,))
@@ -90,20 +96,37 @@ class TaskStore:
 
     def start(self, name: str, duration: float, work: Work, *, target_uri: str = "",
               body: dict[str, Any] | None = None) -> Task:
+        """A task that runs `work` after a simulated `duration`."""
         with self._lock:
-            task_id = str(next(self._ids))
-            task = Task(task_id, name, TaskState.RUNNING, "OK", time.time(), duration,
-                        messages=(_message("TaskStarted", task_id, "OK",
-                                           "The task with Id '%1' has started."),),
-                        target_uri=target_uri, body=dict(body or {}))
-            self._tasks[task_id] = task
-            self._trim()
-            timer = threading.Timer(duration, self._finish, (task_id, work))
+            task = self._new(name, duration, target_uri, body)
+            timer = threading.Timer(duration, self._finish, (task.id, work))
             timer.daemon = True
-            timer.name = f"task-{task_id}"
-            self._timers[task_id] = timer
+            timer.name = f"task-{task.id}"
+            self._timers[task.id] = timer
         timer.start()
         self._notify(task)
+        return task
+
+    def track(self, name: str, future: Future[Any], *, expected: float = 1.0,
+              target_uri: str = "", body: dict[str, Any] | None = None) -> Task:
+        """A task that ends when `future` does (work already under way elsewhere, e.g. a
+        power action on the node's worker); its exception fails the task. `expected` is
+        the duration PercentComplete assumes."""
+        with self._lock:
+            task = self._new(name, expected, target_uri, body)
+        self._notify(task)
+        future.add_done_callback(lambda done: self._finish(task.id, lambda: _no_messages(done)))
+        return task
+
+    def _new(self, name: str, duration: float, target_uri: str,
+             body: dict[str, Any] | None) -> Task:
+        task_id = str(next(self._ids))
+        task = Task(task_id, name, TaskState.RUNNING, "OK", time.time(), duration,
+                    messages=(_message("TaskStarted", task_id, "OK",
+                                       "The task with Id '%1' has started."),),
+                    target_uri=target_uri, body=dict(body or {}))
+        self._tasks[task_id] = task
+        self._trim()
         return task
 
     def _finish(self, task_id: str, work: Work) -> None:

@@ -7,16 +7,19 @@ console or test can show ("booting from http://.../ipa.iso").
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from backends.base import BootDevice
+from backends.base import BackendError, BootDevice
 
 if TYPE_CHECKING:
     from bmc.node import Node, NodeEvent
+
+log = logging.getLogger(__name__)
 
 #: URL scheme -> Redfish TransferProtocolType
 PROTOCOLS = {"http": "HTTP", "https": "HTTPS", "nfs": "NFS", "cifs": "CIFS", "smb": "CIFS"}
@@ -93,16 +96,29 @@ class MediaSlot:
         return image_name(self.image) if self.image else None
 
 
+#: the drives a BMC can have; the backend's capabilities say which this one has
+SLOTS = {
+    "Cd": MediaSlot("Cd", "Virtual CD", ("CD", "DVD"), BootDevice.CDROM),
+    "USBStick": MediaSlot("USBStick", "Virtual USB stick", ("USBStick", "Floppy"),
+                          BootDevice.FLOPPY),
+}
+#: how long an insert or eject waits for the backend to take the image
+MEDIA_WAIT_SECONDS = 2.0
+
+
 class VirtualMedia:
-    """The virtual drives of one BMC. Thread-safe."""
+    """The virtual drives of one BMC. Thread-safe.
+
+    The slots are recorded here; the backend is told of every change (`media_changed`) on
+    the node's worker, and a change it refuses is undone, so nothing is shown that the
+    server does not have."""
 
     def __init__(self, node: Node) -> None:
         self._lock = threading.Lock()
-        self._slots = {
-            "Cd": MediaSlot("Cd", "Virtual CD", ("CD", "DVD"), BootDevice.CDROM),
-            "USBStick": MediaSlot("USBStick", "Virtual USB stick", ("USBStick", "Floppy"),
-                                  BootDevice.FLOPPY),
-        }
+        self._node = node
+        capabilities = node.backend.capabilities
+        offered = capabilities.media_slots if capabilities.virtual_media else ()
+        self._slots = {slot_id: slot for slot_id, slot in SLOTS.items() if slot_id in offered}
         #: some BMCs refuse InsertMedia without TransferProtocolType, others without
         #: TransferMethod (sushy retries with them); a test or config can turn these on
         self.require_transfer_protocol = False
@@ -133,33 +149,47 @@ class VirtualMedia:
         if transfer_protocol is not None and transfer_protocol != protocol:
             raise ImageUrlError(f"TransferProtocolType {transfer_protocol} does not match the "
                                 f"URL's scheme ({protocol})")
-        with self._lock:
-            slot = self._slots[slot_id]
-            slot = replace(slot, image=image, inserted=inserted, write_protected=write_protected,
-                           transfer_method=transfer_method or "Stream",
-                           transfer_protocol=protocol, user_name=user_name, password=password)
-            self._slots[slot_id] = slot
-            return slot
+        return self._change(slot_id, image=image, inserted=inserted,
+                            write_protected=write_protected,
+                            transfer_method=transfer_method or "Stream",
+                            transfer_protocol=protocol, user_name=user_name, password=password)
 
     def eject(self, slot_id: str) -> MediaSlot:
-        with self._lock:
-            slot = self._slots[slot_id]
-            slot = replace(slot, image=None, inserted=False, write_protected=True,
-                           transfer_method=None, transfer_protocol=None, user_name=None,
-                           password=None)
-            self._slots[slot_id] = slot
-            return slot
+        return self._change(slot_id, image=None, inserted=False, write_protected=True,
+                            transfer_method=None, transfer_protocol=None, user_name=None,
+                            password=None)
 
     def set_flags(self, slot_id: str, *, inserted: bool | None = None,
                   write_protected: bool | None = None) -> MediaSlot:
+        changes = {name: value for name, value in (("inserted", inserted),
+                                                    ("write_protected", write_protected))
+                   if value is not None}
+        return self._change(slot_id, **changes)
+
+    def _change(self, slot_id: str, **changes: Any) -> MediaSlot:
+        """Record the change, then have the backend present it; undo it if the backend
+        refuses or fails (BackendError), keep it if the backend is only slow."""
         with self._lock:
-            slot = self._slots[slot_id]
-            if inserted is not None:
-                slot = replace(slot, inserted=inserted)
-            if write_protected is not None:
-                slot = replace(slot, write_protected=write_protected)
+            before = self._slots[slot_id]
+            slot = replace(before, **changes)
             self._slots[slot_id] = slot
+        presented = before.image if before.inserted else None
+        image = slot.image if slot.inserted else None
+        if image == presented:
             return slot
+        backend = self._node.backend
+        future = self._node.worker.submit(lambda: backend.media_changed(slot_id, image))
+        try:
+            future.result(MEDIA_WAIT_SECONDS)
+        except TimeoutError:
+            log.info("%s: the backend is still taking the media change of %s",
+                     self._node.name, slot_id)
+        except BackendError:
+            with self._lock:
+                if self._slots[slot_id] is slot:
+                    self._slots[slot_id] = before
+            raise
+        return slot
 
     def _on_event(self, node: Node, event: NodeEvent) -> None:
         device = event.detail.get("boot_device")

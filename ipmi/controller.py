@@ -76,7 +76,7 @@ class Watchdog:
                  action.value if action else "none")
         try:
             if action is not None and node.power_state is PowerState.ON:
-                node.power(action, cause=RestartCause.WATCHDOG)
+                node.submit_power(action, cause=RestartCause.WATCHDOG)  # never wait here
         except Exception:  # a failing backend must not stop the server's sweep loop
             log.exception("%s: watchdog action failed", node.name)
 

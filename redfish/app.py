@@ -16,7 +16,8 @@ from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Rule
 
-from backends.base import BackendError
+from backends.base import BackendError, BackendRefused
+from bmc.power import BackendUnavailable, NodeBusy
 from redfish import auth, context, odata, paths, query
 from redfish.errors import RedfishError, error, not_found, unauthorized
 from redfish.resources import (
@@ -239,9 +240,15 @@ def _http_error(exc: HTTPException) -> Response:
 
 def _unexpected_error(exc: Exception) -> Response:
     """Nothing a client sends may crash the service: unknown failures become a 500 body."""
-    if isinstance(exc, BackendError):
+    if isinstance(exc, BackendRefused):  # the server cannot do what the client asked
+        log.info("backend refused %s %s: %s", request.method, request.path, exc)
+        err = error(400, "GeneralError", text=f"The server cannot do this: {exc}.",
+                    resolution="Change the request to something the server supports.")
+    elif isinstance(exc, BackendError | BackendUnavailable | NodeBusy):
+        # the server behind the BMC, not the BMC, failed (or is busy): come back later
         log.warning("backend error serving %s %s: %s", request.method, request.path, exc)
-        err = error(500, "InternalError", text=f"The server's backend failed: {exc}")
+        err = error(503, "ServiceTemporarilyUnavailable", "2", headers={"Retry-After": "2"},
+                    text=f"The server's backend failed: {exc}. Retry in 2 seconds.")
     else:
         log.exception("unhandled error serving %s %s", request.method, request.path)
         err = error(500, "InternalError")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backends.base import BootDevice, PowerState
+from backends.base import BootDevice, BootMode, PowerState
 from bmc.node import (
     DEFAULT_IDENTIFY_SECONDS,
     IdentifyState,
@@ -10,9 +10,12 @@ from bmc.node import (
     PowerRestorePolicy,
     RestartCause,
 )
+from bmc.power import BackendUnavailable, NodeBusy
 from bmc.users import Privilege
 from ipmi.commands import (
     CC_INVALID_DATA_FIELD,
+    CC_NODE_BUSY,
+    CC_NOT_SUPPORTED_IN_STATE,
     CC_REQ_DATA_LEN_INVALID,
     NETFN_CHASSIS,
     Context,
@@ -117,9 +120,16 @@ def set_power_restore_policy(ctx: Context) -> bytes:
 @command(NETFN_CHASSIS, 0x02, privilege=Privilege.OPERATOR)
 def chassis_control(ctx: Context) -> bytes:
     action = CHASSIS_CONTROL.get(ctx.need(1)[0] & 0x0F)
-    if action is None:
+    if action is None or not ctx.node.supports(action):
         raise IpmiError(CC_INVALID_DATA_FIELD)
-    ctx.node.power(action)
+    # answered at once, as a real BMC does: the backend carries it out on the node's worker
+    # (never on this thread, which serves every node); power status shows it when done
+    try:
+        ctx.node.submit_power(action)
+    except NodeBusy:
+        raise IpmiError(CC_NODE_BUSY) from None
+    except BackendUnavailable:
+        raise IpmiError(CC_NOT_SUPPORTED_IN_STATE) from None
     return b""
 
 
@@ -141,7 +151,11 @@ def set_system_boot_options(ctx: Context) -> bytes:
         valid, persistent, uefi = bool(value[0] & 0x80), bool(value[0] & 0x40), \
             bool(value[0] & 0x20)
         device = SELECTOR_TO_DEVICE.get((value[1] >> 2) & 0x0F)
-        if device is None:
+        capabilities = ctx.node.backend.capabilities
+        if device is None or (valid and device is not BootDevice.NONE
+                              and device not in capabilities.boot_devices):
+            raise IpmiError(CC_INVALID_DATA_FIELD)
+        if valid and (BootMode.UEFI if uefi else BootMode.LEGACY) not in capabilities.boot_modes:
             raise IpmiError(CC_INVALID_DATA_FIELD)
         ctx.node.set_boot_override(device if valid else BootDevice.NONE,
                                    persistent=persistent, uefi=uefi)

@@ -1,5 +1,5 @@
 """The consoles a Manager advertises: `SerialConsole` (IPMI SOL, the WebSocket console) and,
-when the node has a VNC/noVNC viewer configured, `GraphicalConsole`."""
+when the node has a noVNC viewer configured or its backend a VNC endpoint, `GraphicalConsole`."""
 
 from __future__ import annotations
 
@@ -27,13 +27,16 @@ def console_properties(node: Node) -> dict[str, Any]:
         "ConnectTypesSupported": types if hub.available else [],
     }
     properties: dict[str, Any] = {"SerialConsole": serial}
-    if hub.novnc_url:
+    # a noVNC page configured for the node wins over the server's own VNC endpoint
+    graphical = hub.novnc_url or (node.backend.graphical_console()
+                                  if node.backend.capabilities.graphical_console else None)
+    if graphical:
         properties["GraphicalConsole"] = {
             "ServiceEnabled": True,
             "MaxConcurrentSessions": 1,
-            "ConnectTypesSupported": ["Oem"],  # VNC through a noVNC page
+            "ConnectTypesSupported": ["Oem"],  # VNC, or VNC through a noVNC page
         }
-        oem["GraphicalConsoleURL"] = hub.novnc_url
+        oem["GraphicalConsoleURL"] = graphical
     if oem:
         properties["Oem"] = {"BmcEmulator": oem}
     return properties

@@ -13,12 +13,14 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from backends.base import BootDevice
+from backends.base import BackendError, BootDevice, PowerState
 from bmc.node import DEFAULT_IDENTIFY_SECONDS, IdentifyState, Node, PowerAction
+from bmc.power import BackendUnavailable, NodeBusy
 from redfish import context, odata, paths
 from redfish.errors import Message, RedfishError, error
 from redfish.odata import Body, link
 from redfish.patching import Prop, Shape, check_if_match, parse_patch, with_ignored
+from redfish.resources.task_service import accepted
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,38 @@ RESET_TYPES = [action.value for action in PowerAction]
 BOOT_TARGETS = [device.value for device in BootDevice]
 BOOT_ENABLED = ["Disabled", "Once", "Continuous"]
 BOOT_MODES = ["UEFI", "Legacy"]
+#: how long a Reset waits for the backend before it answers 202 with a task instead of 204
+RESET_WAIT_SECONDS = 1.0
+#: what a 503 tells the client to wait
+RETRY_SECONDS = 2.0
+
+
+def reset_types(node: Node) -> list[str]:
+    """The ResetType values the node's backend can carry out."""
+    return [action.value for action in PowerAction if node.supports(action)]
+
+
+def boot_targets(node: Node) -> list[str]:
+    devices = node.backend.capabilities.boot_devices | {BootDevice.NONE}
+    return [device.value for device in BootDevice if device in devices]
+
+
+def boot_modes(node: Node) -> list[str]:
+    modes = node.backend.capabilities.boot_modes
+    return [mode for mode in BOOT_MODES if mode in modes]
+
+
+def power_state(node: Node) -> str:
+    """Redfish PowerState: PoweringOn/PoweringOff while an action is taking it there."""
+    state, target = node.power_state, node.power_transition
+    if target is not None and target is not state:
+        return "PoweringOn" if target is PowerState.ON else "PoweringOff"
+    return state.value
+
+
+def status(node: Node) -> dict[str, str]:
+    """Status of the system: Critical while its backend is failing."""
+    return {"State": "Enabled", "Health": "Critical" if node.backend_fault else "OK"}
 #: writable members of `Boot`, with their acceptable values
 BOOT_PROPERTIES = {
     "BootSourceOverrideTarget": BOOT_TARGETS,
@@ -58,10 +92,10 @@ def system_body(node: Node) -> Body:
         SerialNumber=identity.serial,
         UUID=node.uuid,
         BiosVersion=node.firmware.bios_version,
-        PowerState=node.power_state.value,
+        PowerState=power_state(node),
         IndicatorLED=identify.state.value,
         LocationIndicatorActive=identify.active,
-        Status={"State": "Enabled", "Health": "OK"},
+        Status=status(node),
         ProcessorSummary={
             "Count": len(inventory.processors),
             "CoreCount": inventory.total_cores,
@@ -75,9 +109,9 @@ def system_body(node: Node) -> Body:
             "BootSourceOverrideEnabled": boot.enabled,
             "BootSourceOverrideEnabled@Redfish.AllowableValues": BOOT_ENABLED,
             "BootSourceOverrideTarget": boot.device.value,
-            "BootSourceOverrideTarget@Redfish.AllowableValues": BOOT_TARGETS,
+            "BootSourceOverrideTarget@Redfish.AllowableValues": boot_targets(node),
             "BootSourceOverrideMode": "UEFI" if boot.uefi else "Legacy",
-            "BootSourceOverrideMode@Redfish.AllowableValues": BOOT_MODES,
+            "BootSourceOverrideMode@Redfish.AllowableValues": boot_modes(node),
         },
         Bios=link(f"{uri}/Bios"),
         SecureBoot=link(f"{uri}/SecureBoot"),
@@ -94,7 +128,7 @@ def system_body(node: Node) -> Body:
         Actions={
             RESET_ACTION: {
                 "target": paths.system_reset(node),
-                "ResetType@Redfish.AllowableValues": RESET_TYPES,
+                "ResetType@Redfish.AllowableValues": reset_types(node),
             },
         },
     )
@@ -144,6 +178,7 @@ def patch_system(system_id: str) -> Response:
         patch = parse_patch(body, SHAPE, current)
         change = _boot_change(patch.changes.get("Boot", {}))
         _check_conflict(patch.changes.get("Boot", {}))
+        _check_supported(node, patch.changes.get("Boot", {}))
         if change.changes_anything():
             node.set_boot_override(change.device, persistent=change.persistent,
                                    uefi=change.uefi)
@@ -189,6 +224,16 @@ def _check_conflict(boot: dict[str, str]) -> None:
             ("#/Boot/BootSourceOverrideTarget",))])
 
 
+def _check_supported(node: Node, boot: dict[str, str]) -> None:
+    """The shape allows every Redfish value; the node's backend may do fewer."""
+    for name, allowed in (("BootSourceOverrideTarget", boot_targets(node)),
+                          ("BootSourceOverrideMode", boot_modes(node))):
+        value = boot.get(name)
+        if value is not None and value not in allowed:
+            raise error(400, "PropertyValueNotInList", value, f"Boot/{name}",
+                        related=f"#/Boot/{name}")
+
+
 def _boot_change(boot: dict[str, str]) -> BootChange:
     change = BootChange()
     target = boot.get("BootSourceOverrideTarget")
@@ -210,14 +255,37 @@ def _boot_change(boot: dict[str, str]) -> BootChange:
 def reset_system(system_id: str) -> Response:
     node = _system_node(system_id)
     context.require("ConfigureComponents")
-    action = _reset_action(context.json_body())
-    node.power(action)
-    log.info("%s: %s by %s, power now %s", node.name, action.value,
-             context.principal().user.name, node.power_state.value)
+    action = _reset_action(node, context.json_body())
+    try:
+        future = node.submit_power(action)
+    except (BackendUnavailable, NodeBusy) as exc:
+        raise unavailable(node, exc) from None
+    user = context.principal().user.name
+    try:
+        future.result(RESET_WAIT_SECONDS)
+    except TimeoutError:
+        # still under way: a task the client can follow (sushy and Ironic do)
+        task = node.tasks.track(f"{action.value} of {node.name}", future,
+                                target_uri=paths.system_reset(node),
+                                body={"ResetType": action.value})
+        log.info("%s: %s by %s, under way as task %s", node.name, action.value, user, task.id)
+        return accepted(task)
+    except BackendError as exc:
+        raise unavailable(node, exc) from None
+    log.info("%s: %s by %s, power now %s", node.name, action.value, user,
+             node.power_state.value)
     return Response(status=204)
 
 
-def _reset_action(body: dict[str, Any]) -> PowerAction:
+def unavailable(node: Node, exc: Exception) -> RedfishError:
+    """503 with Retry-After, naming why: the backend failed or the node is busy."""
+    return error(503, "ServiceTemporarilyUnavailable", str(int(RETRY_SECONDS)),
+                 headers={"Retry-After": str(int(RETRY_SECONDS))},
+                 text=f"The server behind {node.name} cannot do this now: {exc}. "
+                      f"Retry in {int(RETRY_SECONDS)} seconds.")
+
+
+def _reset_action(node: Node, body: dict[str, Any]) -> PowerAction:
     for name in body:
         if name != "ResetType" and "@" not in name:
             raise error(400, "ActionParameterUnknown", RESET_ACTION, name)
@@ -227,8 +295,6 @@ def _reset_action(body: dict[str, Any]) -> PowerAction:
     if not isinstance(value, str):
         raise error(400, "ActionParameterValueTypeError", _show(value), "ResetType",
                     RESET_ACTION)
-    try:
-        return PowerAction(value)
-    except ValueError:
-        raise error(400, "ActionParameterValueNotInList", value, "ResetType",
-                    RESET_ACTION) from None
+    if value not in reset_types(node):
+        raise error(400, "ActionParameterValueNotInList", value, "ResetType", RESET_ACTION)
+    return PowerAction(value)

@@ -284,6 +284,7 @@ def test_restart_cause_follows_what_really_started_the_server() -> None:
     node = endpoint.node
     assert chassis(endpoint, 0x07) == b"\x00\x00"  # nothing yet
     chassis(endpoint, 0x02, b"\x01")  # chassis control: power up
+    assert node.settle()  # answered at once, carried out on the node's worker
     assert chassis(endpoint, 0x07) == b"\x01\x01"
     assert chassis(endpoint, 0x01)[1] == 0x10  # last power event: on by command
     node.power(PowerAction.FORCE_OFF)
@@ -310,6 +311,7 @@ def test_watchdog_counts_down_and_fires_its_action() -> None:
     assert got[0] & 0x40 and struct.unpack("<H", got[6:])[0] == 60
     clock.now += 7
     endpoint.expire_sessions()  # the server's periodic sweep
+    assert node.settle()
     assert node.restart_cause is RestartCause.WATCHDOG
     assert node.power_state is PowerState.ON
     got = app(endpoint, 0x25)

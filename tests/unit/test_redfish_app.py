@@ -14,7 +14,7 @@ from werkzeug.test import TestResponse
 
 from backends.base import BackendError, BootDevice, PowerState
 from backends.memory import MemoryBackend
-from bmc.node import BootOverride, Node
+from bmc.node import BootOverride, Node, PowerAction
 from bmc.users import Privilege
 from redfish import NODE_ENVIRON_KEY
 from redfish.app import create_app
@@ -198,7 +198,7 @@ def test_system_chassis_and_manager_link_both_ways(client: FlaskClient) -> None:
 def test_state_changed_on_the_node_shows_at_once(client: FlaskClient, node: Node) -> None:
     # what IPMI does goes through the same node model
     node.set_boot_override(BootDevice.CDROM, persistent=True, uefi=True)
-    node.backend.power_on(BootDevice.NONE)
+    node.power(PowerAction.ON)
     system = client.get(SYSTEM, auth=ADMIN).get_json()
     assert system["PowerState"] == "On"
     assert system["Boot"]["BootSourceOverrideTarget"] == "Cd"
@@ -558,7 +558,7 @@ def test_patch_if_match(client: FlaskClient, node: Node) -> None:
 
 def test_change_on_the_node_invalidates_the_etag(client: FlaskClient, node: Node) -> None:
     etag = client.get(SYSTEM, auth=ADMIN).headers["ETag"]
-    node.backend.power_on(BootDevice.NONE)  # e.g. IPMI chassis power on
+    node.power(PowerAction.ON)  # e.g. IPMI chassis power on
     response = client.patch(SYSTEM, json={"Boot": {"BootSourceOverrideTarget": "Pxe"}},
                             auth=ADMIN, headers={"If-Match": etag})
     assert response.status_code == 412
@@ -593,7 +593,7 @@ def test_wrong_method_is_405_with_allow(client: FlaskClient, method: str, path: 
     assert response.headers["Allow"] == allow
 
 
-def test_backend_failure_is_a_500_with_a_body() -> None:
+def test_backend_failure_is_a_503_and_the_rest_still_answers() -> None:
     class UnplugedBackend(MemoryBackend):
         def power_state(self) -> PowerState:
             raise BackendError("libvirt domain vanished")
@@ -601,9 +601,13 @@ def test_backend_failure_is_a_500_with_a_body() -> None:
     node = Node("node-1", UnplugedBackend())
     node.users.add("admin", "password")
     client = client_for(node)
-    error = assert_error(client.get(SYSTEM, auth=ADMIN), 500, "InternalError")
+    system = client.get(SYSTEM, auth=ADMIN)
+    assert system.status_code == 200 and system.get_json()["Status"]["Health"] == "Critical"
+    error = assert_error(client.post(RESET, json={"ResetType": "On"}, auth=ADMIN), 503,
+                         "ServiceTemporarilyUnavailable")
     assert "vanished" in error["message"]
     assert client.get("/redfish/v1/Managers/BMC", auth=ADMIN).status_code == 200
+    node.close()
 
 
 def test_request_without_a_node_is_an_internal_error() -> None:

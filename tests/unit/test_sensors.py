@@ -207,8 +207,9 @@ def test_node_sensors_follow_power_from_any_caller() -> None:
     assert node.sensors.reading("FAN1").value == 0
     node.power(PowerAction.ON)
     assert node.sensors.reading("FAN1").value > 7000
-    # the backend powers off by itself (a guest shutdown): the next read notices
+    # the backend powers off by itself (a guest shutdown) and says so
     backend._power = PowerState.OFF
+    backend.report_power(PowerState.OFF, "guest shutdown")
     assert node.sensors.reading("FAN1").value == 0
     assert any(e.message.startswith("ACPI State: S5/G2: soft-off") for e in node.sel.entries())
 
@@ -256,4 +257,7 @@ def test_a_backend_that_cannot_tell_its_power_state_does_not_break_the_sensors()
 
     node = Node("n1", Vanished())
     assert node.sensors.reading("FAN1").value == 0  # the last known state: off
-    assert node.sel.entries() == []
+    # the SEL has the failure, and no made-up sensor events
+    assert [(e.sensor_name, e.detail) for e in node.sel.entries()] == [
+        ("Backend", "power state: domain vanished")]
+    node.close()
