@@ -49,6 +49,8 @@ RMCP_ILLEGAL_PARAMETER = 0x12
 RMCP_INVALID_NAME_LENGTH = 0x0C
 
 #: a session still being set up is dropped after this many seconds without progress
+#: Activate Session's "invalid session ID in request", what a wrong 1.5 password gets
+CC_INVALID_SESSION_ID_V15 = 0x85
 PENDING_TIMEOUT = 10.0  # a session a BMC reset is dropping lives on this long
 #: Half-open sessions (Open Session or Get Session Challenge answered, authentication not
 #: finished) cost an attacker one datagram each and prove nothing: they never take a session
@@ -59,6 +61,33 @@ HALF_OPEN_TIMEOUT = 3.0
 HALF_OPEN_LIMIT = 32
 HALF_OPEN_PER_SOURCE = 4
 CLOSE_SESSION = (NETFN_APP, 0x3C)
+
+
+def _source(peer: Hashable) -> str:
+    """The client's address: what a lockout holds off (not its port, which it can change)."""
+    return str(peer[0]) if isinstance(peer, tuple) else str(peer)
+
+
+class _AuthFailureLog:
+    """Failed logins, logged at most once per interval with a count of the rest: a password
+    guesser must not be able to fill the log."""
+
+    INTERVAL = 10.0
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.next_line = 0.0
+        self.suppressed = 0
+
+    def failed(self, node: str, user: str, peer: Hashable, why: str) -> None:
+        now = self.clock()
+        if now < self.next_line:
+            self.suppressed += 1
+            return
+        more = f" ({self.suppressed} more failures not logged)" if self.suppressed else ""
+        log.info("%s: IPMI login of %r from %s failed: %s%s", node, user, _source(peer), why,
+                 more)
+        self.next_line, self.suppressed = now + self.INTERVAL, 0
 
 
 class BmcEndpoint:
@@ -89,6 +118,7 @@ class BmcEndpoint:
         self.sol = SolService(node.console, alive=self._session_alive,
                               close_session=self.close_session, wakeup=lambda: self.wakeup())
         self.sol_set_in_progress = 0  # SOL configuration parameter 0
+        self._auth_log = _AuthFailureLog(clock)
 
     @property
     def commands(self) -> dict[tuple[int, int], Command]:
@@ -150,8 +180,19 @@ class BmcEndpoint:
             else:
                 limit = self.idle_timeout
             if now - session.last_activity > limit:
-                del self.sessions[sid]
+                if session.stage is Stage.ACTIVE:
+                    del self.sessions[sid]
+                else:
+                    self._drop_half_open(session)
         self.controller.watchdog.poll(self.node)
+
+    def _drop_half_open(self, session: Session) -> None:
+        """Forget a half-open session. One that got our RAKP2 and never sent RAKP3 is a
+        client that found our RAKP2 wrong, i.e. a wrong password (ipmitool says nothing,
+        it just stops): a failed login."""
+        self.sessions.pop(session.bmc_id, None)
+        if session.stage is Stage.RAKP and session.user is not None:
+            self.login_failed(session.user.name, session.peer)
 
     def admit_half_open(self, peer: Hashable) -> None:
         """Make room for one more half-open session from `peer`: evict the oldest of its
@@ -162,10 +203,10 @@ class BmcEndpoint:
         mine = [s for s in half_open
                 if (s.peer[0] if isinstance(s.peer, tuple) else s.peer) == source]
         for session in mine[:max(0, len(mine) - HALF_OPEN_PER_SOURCE + 1)]:
-            del self.sessions[session.bmc_id]
+            self._drop_half_open(session)
             half_open.remove(session)
         for session in half_open[:max(0, len(half_open) - HALF_OPEN_LIMIT + 1)]:
-            del self.sessions[session.bmc_id]
+            self._drop_half_open(session)
 
     def slots_full(self) -> bool:
         """Every session slot is taken by an authenticated session."""
@@ -312,8 +353,13 @@ class BmcEndpoint:
         username = payload[28:28 + name_length]
         if name_length > 16 or len(username) != name_length:
             return self._rakp_fail(session, wire.PAYLOAD_RAKP2, tag, RMCP_INVALID_NAME_LENGTH)
-        user = self.node.users.by_name(username.decode("latin-1"))
+        name = username.decode("latin-1")
+        user = self.node.users.by_name(name)
         if user is None or not user.may_use_ipmi:  # also refuses the null (anonymous) user
+            self.node.lockout.failed(name, _source(peer), known=False)
+            return self._rakp_fail(session, wire.PAYLOAD_RAKP2, tag, RMCP_UNAUTHORIZED_NAME)
+        if self.node.lockout.is_locked(name, _source(peer)):  # as if unknown: no oracle
+            self._auth_log.failed(self.node.name, name, peer, "locked out")
             return self._rakp_fail(session, wire.PAYLOAD_RAKP2, tag, RMCP_UNAUTHORIZED_NAME)
         try:
             role = Privilege(role_byte & 0x0F)
@@ -344,6 +390,10 @@ class BmcEndpoint:
             return self._rakp_error(wire.PAYLOAD_RAKP4, tag, RMCP_INVALID_SESSION_ID, 0)
         if status != RMCP_OK:  # the console gave up (e.g. it found our RAKP2 wrong)
             self.sessions.pop(bmc_id, None)
+            if session.user is not None:
+                # our RAKP2 did not match its password (ipmitool says so with status 0x02 or
+                # 0x0F): a wrong password, found on the client's side
+                self.login_failed(session.user.name, peer)
             return None
         assert session.suite is not None and session.user is not None
         suite, user = session.suite, session.user
@@ -352,7 +402,7 @@ class BmcEndpoint:
                                + bytes((session.role_byte, len(session.username)))
                                + session.username)
         if not hmac.compare_digest(expected, payload[8:]):
-            log.info("RAKP3 authentication failed for user %r", session.username.decode("latin-1"))
+            self.login_failed(user.name, peer)
             return self._rakp_fail(session, wire.PAYLOAD_RAKP4, tag, RMCP_INVALID_ICV)
         if self.slots_full():  # taken while this one was authenticating
             return self._rakp_fail(session, wire.PAYLOAD_RAKP4, tag, RMCP_NO_RESOURCES)
@@ -362,11 +412,18 @@ class BmcEndpoint:
         icv = hmac_digest(suite, session.keys.sik, session.console_random
                           + struct.pack("<I", session.bmc_id) + self.guid)[: suite.icv_length]
         session.stage, session.last_activity = Stage.ACTIVE, self.clock()
+        self.node.lockout.succeeded(user.name, _source(peer))
         # the operating privilege starts at USER (or the lower limit) until the console
         # raises it with Set Session Privilege Level
         session.privilege = min(Privilege.USER, session.max_privilege)
         body = struct.pack("<BBxxI", tag, RMCP_OK, session.console_id) + icv
         return wire.build_v20(wire.PAYLOAD_RAKP4, 0, 0, body)
+
+    def login_failed(self, name: str, peer: Hashable) -> None:
+        """A wrong password: counted by the node's lockout (shared with Redfish), logged
+        at most every few seconds however fast they come."""
+        self.node.lockout.failed(name, _source(peer))
+        self._auth_log.failed(self.node.name, name, peer, "wrong password")
 
     def _rakp_fail(self, session: Session, payload_type: int, tag: int, status: int) -> bytes:
         self.sessions.pop(session.bmc_id, None)
@@ -392,6 +449,8 @@ class BmcEndpoint:
         expected = self._v15_authcode(session.v15_authtype, password, packet.session_id,
                                       packet.message, packet.sequence)
         if not hmac.compare_digest(expected, packet.authcode):
+            if session.stage is Stage.CHALLENGED:  # Activate Session with a wrong password
+                return self._v15_login_failed(session, packet.message, peer)
             log.debug("dropped IPMI 1.5 packet with bad auth code in session %#x",
                       packet.session_id)
             return None
@@ -415,6 +474,17 @@ class BmcEndpoint:
         if session.stage is Stage.ACTIVE:
             session.last_reply = (packet.sequence, data, out)
         return out
+
+    def _v15_login_failed(self, session: Session, message: bytes, peer: Hashable) -> bytes:
+        """A wrong password in Activate Session: counted like a failed RAKP, the challenge
+        dropped, and answered so the client reports it now instead of timing out. The reply
+        is in the session's form (ipmitool parses it so), with an all-zero auth code: signing
+        it with the real password would hand the client an offline password oracle."""
+        assert session.user is not None and session.v15_authtype is not None
+        self.login_failed(session.user.name, peer)
+        self.sessions.pop(session.bmc_id, None)
+        reply = wire.build_response(wire.parse_request(message), CC_INVALID_SESSION_ID_V15)
+        return wire.build_v15(session.v15_authtype, 0, session.bmc_id, bytes(16), reply)
 
     @staticmethod
     def _v15_authcode(authtype: int, password: bytes, session_id: int, message: bytes,

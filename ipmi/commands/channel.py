@@ -122,7 +122,7 @@ def _lan_param(ctx: Context, param: int, selector: int) -> bytes:
         22: bytes((len(SUPPORTED_SUITES),)),
         23: b"\x00" + bytes(s.suite_id for s in SUPPORTED_SUITES),
         24: _suite_privileges(),
-        26: b"\x00" * 6,  # no bad-password lockout
+        26: _bad_password_threshold(ctx),
     }
     if param in fixed:
         return fixed[param]
@@ -146,6 +146,15 @@ def _suite_privileges() -> bytes:
         if suite.suite_id < 16:
             nibbles[suite.suite_id] = Privilege.ADMINISTRATOR.value
     return b"\x00" + bytes(nibbles[i] | nibbles[i + 1] << 4 for i in range(0, 16, 2))
+
+
+def _bad_password_threshold(ctx: Context) -> bytes:
+    """LAN parameter 26: the node's lockout (shared with Redfish), in tens of seconds: no
+    session audit event, the threshold, the counter reset interval, the lockout interval."""
+    lockout = ctx.node.lockout
+    return struct.pack("<BBHH", 0, min(lockout.threshold, 255),
+                       min(int(lockout.reset_after // 10), 0xFFFF),
+                       min(int(lockout.duration // 10), 0xFFFF))
 
 
 @command(NETFN_TRANSPORT, 0x02, privilege=Privilege.OPERATOR)

@@ -58,3 +58,28 @@ def test_logins_succeed_during_a_storm_of_half_open_sessions(emulator_factory) -
         stop.set()
         flood.join(10)
     assert sent and sent[0] > 1000, f"the storm was too small to mean anything: {sent}"
+
+
+def _ipmitool(bmc, node, password: str, *extra: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    command = ["ipmitool", *extra, "-H", node.ipmi_address, "-p", str(node.ipmi_port), "-U",
+               bmc.username, "-P", password, "-N", "1", "-R", "1", "power", "status"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30)
+
+
+def test_a_wrong_ipmi15_password_is_answered_at_once(emulator_factory) -> None:
+    bmc = emulator_factory(nodes=[{"name": "n", "backend": {"type": "memory"}}])
+    began = time.monotonic()
+    done = _ipmitool(bmc, bmc.nodes[0], "wrong", "-I", "lan", "-A", "MD5")
+    assert done.returncode != 0 and "Activate Session error" in done.stderr, done.stderr
+    assert time.monotonic() - began < 5  # it used to wait for ipmitool's timeouts (8 s)
+
+
+def test_wrong_ipmitool_passwords_lock_out_their_source(emulator_factory) -> None:
+    bmc = emulator_factory(nodes=[{"name": "n", "backend": {"type": "memory"}}])
+    node = bmc.nodes[0]
+    assert _ipmitool(bmc, node, bmc.password, "-I", "lanplus").returncode == 0
+    for _ in range(5):
+        assert _ipmitool(bmc, node, "wrong", "-I", "lanplus").returncode != 0
+    time.sleep(3.5)  # a client that stops after RAKP2 is counted when its session expires
+    refused = _ipmitool(bmc, node, bmc.password, "-I", "lanplus")
+    assert refused.returncode != 0, "five wrong passwords did not lock this source out"
