@@ -20,6 +20,7 @@ import pytest
 import requests
 import yaml
 from conftest import Emulator, EmulatorNode, Launcher
+from e2e_helpers import run
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -65,8 +66,7 @@ def leave(child: pexpect.spawn) -> None:
 
 
 def ipmi(bmc: Emulator, node: EmulatorNode, *command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(bmc.ipmitool(node, *command), capture_output=True, text=True,
-                          timeout=TIMEOUT, stdin=subprocess.DEVNULL)
+    return run(bmc.ipmitool(node, *command), timeout=TIMEOUT)
 
 
 def redfish(bmc: Emulator, node: EmulatorNode, path: str, **body: Any) -> requests.Response:

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import requests
 from conftest import Emulator, Launcher
+from e2e_helpers import ipmitool, run
 
 CIPHERS = [None, "3", "17"]  # None: ipmitool asks which suites we offer and picks the best
-
-
-def run(command: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-
-
-def ipmitool(bmc: Emulator, *command: str, cipher: str | None = None, node: int = 0,
-             interface: str = "lanplus", extra: tuple[str, ...] = ()) -> str:
-    args = bmc.ipmitool(node, interface=interface)
-    if cipher is not None:
-        args += ["-C", cipher]
-    result = run([*args, *extra, *command])
-    assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
-    return result.stdout
 
 
 @pytest.mark.parametrize("cipher", CIPHERS)
