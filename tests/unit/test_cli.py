@@ -16,7 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 import bmc.serve
+from backends.memory import MemoryBackend
 from bmc import __version__
+from bmc.backend_settings import setting_names
 from bmc.cli import main
 from bmc.config import Config, default_config
 
@@ -142,7 +144,7 @@ def test_a_backend_refusing_its_settings_is_a_config_error(
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         f"error: {path}:3: node 'a': backend.colour: unknown key (memory backend settings: "
-        "power_on)",
+        f"{', '.join(setting_names(MemoryBackend))})",
         f"error: {path}:7: node 'b': backend.command: '/no/such/program' is not an executable "
         "program"]
     assert events == []
