@@ -2,7 +2,7 @@
 
 Run as a script in its own interpreter (pyghmi keeps module-global sessions and threads):
 
-    python bench/pyghmi_client.py HOST PORT MAX_COMMANDS MAX_SECONDS [--sha1]
+    python bench/pyghmi_client.py HOST PORT MAX_COMMANDS MAX_SECONDS [--sha1] [--cpu N]
 
 Prints one JSON line: {"count", "seconds", "latencies_ms"} or {"error"}. Only the standard
 library and pyghmi are imported, so any interpreter that has pyghmi can run it.
@@ -10,6 +10,12 @@ library and pyghmi are imported, so any interpreter that has pyghmi can run it.
 `--sha1` makes pyghmi propose cipher suite 3 (RAKP-HMAC-SHA1) instead of suite 17 first: its
 suite-17 attempt fails against servers that only speak suite 3 (pyghmi's own server, which
 VirtualBMC runs, and ipmi_sim here).
+
+`--cpu N` runs the client (and the I/O thread pyghmi starts) on CPU N only. The harness pins
+the server to another CPU: pyghmi 1.6.19 sends a request and only then registers the waiter
+for its reply, so a reply that its I/O thread reads in between (likely when client and server
+share a CPU and the client is preempted right after sending) wakes nobody, and the command
+waits for the 0.5-1 s retry timer: a lost wakeup in the client, not a lost packet.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ def _force_sha1() -> None:
 
 def main(argv: list[str]) -> int:
     host, port, max_commands, max_seconds = argv[0], int(argv[1]), int(argv[2]), float(argv[3])
+    if "--cpu" in argv:  # before pyghmi starts its thread, which inherits the pin
+        os.sched_setaffinity(0, {int(argv[argv.index("--cpu") + 1])})
     try:
         if "--sha1" in argv:
             _force_sha1()

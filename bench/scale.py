@@ -2,11 +2,13 @@
 
 Every node's IPMI endpoint gets a Get Channel Authentication Capabilities probe and every
 Redfish endpoint a `GET /redfish/v1`; a sample across the range also gets a full
-`ipmitool power status` and an authenticated `GET /redfish/v1/Systems/<node>`.
+`ipmitool power status` and an authenticated `GET /redfish/v1/Systems/<node>`. Without ipmitool
+the sample's IPMI half is reported as not measured, never as answered.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import socket
@@ -35,14 +37,28 @@ class ScaleResult:
     rss_after_mib: float | None = None
     ipmi_answered: int = 0
     redfish_answered: int = 0
-    sample_ok: int = 0
     sample_size: int = 0
+    sample_redfish_ok: int = 0
+    sample_ipmi_ok: int | None = None  # None: not measured (ipmitool is not installed)
     problem: str | None = None
 
     @property
-    def all_answer(self) -> bool:
-        return (self.problem is None and self.ipmi_answered == self.nodes
-                and self.redfish_answered == self.nodes and self.sample_ok == self.sample_size)
+    def all_answer(self) -> bool | None:
+        """True if everything measured answered and everything was measured; None if what
+        was measured answered but the ipmitool sample could not be taken; else False."""
+        answered = (self.problem is None and self.ipmi_answered == self.nodes
+                    and self.redfish_answered == self.nodes
+                    and self.sample_redfish_ok == self.sample_size
+                    and self.sample_ipmi_ok in (None, self.sample_size))
+        if not answered:
+            return False
+        return None if self.sample_ipmi_ok is None else True
+
+    @property
+    def sample_text(self) -> str:
+        ipmi = "not measured (no ipmitool)" if self.sample_ipmi_ok is None else \
+            f"{self.sample_ipmi_ok}/{self.sample_size}"
+        return f"Redfish {self.sample_redfish_ok}/{self.sample_size}, ipmitool {ipmi}"
 
     def as_dict(self) -> dict[str, object]:
         return {**asdict(self), "all_answer": self.all_answer}
@@ -99,7 +115,8 @@ def measure(nodes: int, workdir: Path, layout: str = "ports", timeout: float = 9
         result.rss_ready_mib = rss_mib(proc.pid)
         result.ipmi_answered = _ipmi_all(ipmi_eps)
         result.redfish_answered = _redfish_all(redfish_eps)
-        result.sample_size, result.sample_ok = _sample(ipmi_eps, redfish_eps)
+        (result.sample_size, result.sample_redfish_ok,
+         result.sample_ipmi_ok) = _sample(ipmi_eps, redfish_eps)
         result.rss_after_mib = rss_mib(proc.pid)
     finally:
         proc.stop(timeout=15)
@@ -142,23 +159,20 @@ def _redfish_all(endpoints: list[tuple[str, int]]) -> int:
 
 
 def _sample(ipmi_eps: list[tuple[str, int]], redfish_eps: list[tuple[str, int]]
-            ) -> tuple[int, int]:
-    """A full ipmitool session and an authenticated GET System on nodes across the range."""
+            ) -> tuple[int, int, int | None]:
+    """An authenticated GET System and a full ipmitool session on nodes across the range:
+    (sample size, Redfish answered, ipmitool answered or None if ipmitool is missing)."""
     n = len(ipmi_eps)
     indexes = sorted({round(i * (n - 1) / (SAMPLE - 1)) for i in range(SAMPLE)}) if n > 1 else [0]
-    ok = 0
+    redfish_ok, ipmi_ok = 0, 0 if have_ipmitool() else None
     for i in indexes:
         host, port = redfish_eps[i]
-        rf_ok = http_status(host, port, f"/redfish/v1/Systems/node-{i}",
-                            (USERNAME, PASSWORD), timeout=10) == 200
-        ipmi_ok = True
-        if have_ipmitool():
-            try:
-                ipmi_ok = ipmitool(*ipmi_eps[i], "power", "status").ok
-            except subprocess.SubprocessError:
-                ipmi_ok = False
-        ok += rf_ok and ipmi_ok
-    return len(indexes), ok
+        redfish_ok += http_status(host, port, f"/redfish/v1/Systems/node-{i}",
+                                  (USERNAME, PASSWORD), timeout=10) == 200
+        if ipmi_ok is not None:
+            with contextlib.suppress(subprocess.SubprocessError):  # a timeout: not answered
+                ipmi_ok += ipmitool(*ipmi_eps[i], "power", "status").ok
+    return len(indexes), redfish_ok, ipmi_ok
 
 
 def run_all(counts: list[int], workdir: Path, layouts: list[str],

@@ -10,7 +10,7 @@ import socket
 import statistics
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TypeVar
@@ -104,6 +104,42 @@ def run(cmd: Sequence[str], timeout: float, **kwargs: object) -> subprocess.Comp
     """subprocess.run with text output captured and a timeout (raises TimeoutExpired)."""
     return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL, **kwargs)  # type: ignore[call-overload]
+
+
+# -- CPUs ---------------------------------------------------------------------------------------
+def two_cpus() -> tuple[int, int] | None:
+    """Two CPUs this process may use (server, client), or None on a one-CPU machine."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return (cpus[0], cpus[1]) if len(cpus) >= 2 else None
+
+
+@contextlib.contextmanager
+def pinned(pid: int, cpu: int) -> Iterator[None]:
+    """Every thread of `pid` and its descendants on `cpu` for the block, then as before.
+
+    Threads they start meanwhile inherit the pin. (sched_setaffinity on a pid pins only that
+    thread, hence the walk over /proc/PID/task.)
+    """
+    before: dict[int, set[int]] = {}
+    pending, seen = [pid], set()
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{current}/task"):
+                with contextlib.suppress(OSError):  # a thread that just ended
+                    tid = int(task)
+                    before[tid] = os.sched_getaffinity(tid)
+                    os.sched_setaffinity(tid, {cpu})
+        pending += _children(current)
+    try:
+        yield
+    finally:
+        for tid, cpus in before.items():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, cpus)
 
 
 # -- memory -------------------------------------------------------------------------------------

@@ -20,7 +20,9 @@ EXIT_CONFIG = 2  # like a usage error: nothing was started
 EXIT_STARTUP = 1
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# no_args_is_help=False: a bare `bmc-emulator` is a usage error (exit 2) whose message ends
+# with the hint "Try 'bmc-emulator --help' for help." (click names the first help option)
+@click.group(context_settings={"help_option_names": ["--help", "-h"]}, no_args_is_help=False)
 @click.version_option(__version__, prog_name="bmc-emulator")
 def main() -> None:
     """Emulate BMCs that answer IPMI-over-LAN and Redfish for simulated servers."""
@@ -30,7 +32,12 @@ def main() -> None:
 @click.option("--config", "config_file", type=click.Path(path_type=Path), metavar="FILE",
               help="YAML config (nodes, backends, endpoints, users). Default: built-in.")
 @click.option("--nodes", type=click.IntRange(min=1), metavar="N",
-              help="Number of nodes when the config lists none.  [default: 3]")
+              help="Number of generated nodes node-0..; refused with a config that lists its "
+                   "own nodes.  [default: 3]")
+@click.option("--backend", metavar="TYPE",
+              help="Backend of every node that names none (generated nodes, and a config's "
+                   "nodes without `backend:`): process, memory, or a plug-in's type.  "
+                   "[default: the config's defaults.backend, else process]")
 @click.option("--bind", metavar="ADDR", help="Default listen address.  [default: 127.0.0.1]")
 @click.option("--address-base", metavar="ADDR",
               help="Give node i its own IPv4 address ADDR+i, every node on the same ports "
@@ -49,7 +56,7 @@ def main() -> None:
               help="Default BMC password.  [default: password]")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
               default="info", show_default=True, help="Logging to stderr.")
-def serve(config_file: Path | None, nodes: int | None, bind: str | None,
+def serve(config_file: Path | None, nodes: int | None, backend: str | None, bind: str | None,
           address_base: str | None, ipmi_port_base: int | None, redfish_port_base: int | None,
           console_port_base: int | None, username: str | None,
           password: str | None, log_level: str) -> None:
@@ -63,7 +70,8 @@ def serve(config_file: Path | None, nodes: int | None, bind: str | None,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = Overrides(nodes=nodes, bind=bind, username=username, password=password,
                           ipmi_port_base=ipmi_port_base, redfish_port_base=redfish_port_base,
-                          console_port_base=console_port_base, address_base=address_base)
+                          console_port_base=console_port_base, address_base=address_base,
+                          backend=backend)
     try:
         if config_file is None:
             config = default_config(overrides)

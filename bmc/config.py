@@ -1,24 +1,21 @@
 """Runtime configuration: which nodes to emulate, where each listens, and who may log in.
 
 The runtime config is plain dataclasses so that `bmc-emulator serve` without `--config` imports
-neither pydantic nor PyYAML (startup time). A YAML file is validated by `load_config`, which
-imports both lazily and reports every problem as `file:line: node 'name': field: message`.
+neither pydantic nor PyYAML (startup time). A YAML file is read by `load_config`
+(bmc/config_file.py, which imports both), and every problem of a file is reported in one run as
+`file:line: node 'name': field: message`.
 """
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from backends import DEFAULT_KIND, known_kinds
 from bmc.users import MAX_PASSWORD_BYTES, MAX_USERS, Privilege
-
-if TYPE_CHECKING:
-    import yaml
 
 PORT_MIN, PORT_MAX = 1, 65535
 #: node names end up in URLs and log lines: keep them to a safe alphabet
@@ -83,6 +80,12 @@ class NodeConfig:
     #: so that problems found later (a backend refusing its settings) can still point at a line
     source: str | None = None
     lines: dict[str, int] = field(default_factory=dict)
+    #: where the backend came from when the node names none: "defaults.backend" (the file) or
+    #: "--backend" (the flag); None = the node's own `backend:` (or the built-in default)
+    backend_from: str | None = None
+    #: fields already reported as wrong: left out of the checks across nodes (a clash with a
+    #: port that is itself refused would only be noise)
+    unchecked: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     @property
     def redfish_url(self) -> str:
@@ -90,6 +93,11 @@ class NodeConfig:
 
     def problem(self, field_name: str, message: str) -> Problem:
         line = self.lines.get(field_name, self.lines.get(""))
+        inherited = field_name.split(".", 1)[0] == "backend" and self.backend_from
+        if inherited:  # one problem of the shared setting, not one per node that inherits it
+            where = self.backend_from + field_name[len("backend"):]
+            source = self.source if where.startswith("defaults.") else None
+            return Problem(message, source, line if source else None, None, where)
         return Problem(message, self.source, line, self.name, field_name)
 
 
@@ -114,6 +122,10 @@ class Defaults:
     #: node i listens on this IPv4 address + i, on the port bases themselves (not base + i)
     address_base: str | None = None
     nodes: int = 3  # only used when no node list is given
+    #: the backend of nodes that name none (`defaults.backend`, `--backend`)
+    backend: str = DEFAULT_KIND
+    backend_settings: dict[str, Any] = field(default_factory=dict)
+    backend_from: str | None = None  # see NodeConfig.backend_from
 
     def updated(self, **values: Any) -> Defaults:
         """A copy with every value that is not None replaced."""
@@ -132,6 +144,7 @@ class Overrides:
     redfish_port_base: int | None = None
     console_port_base: int | None = None
     address_base: str | None = None
+    backend: str | None = None  # a backend type; its settings come from the file, if the same
 
     def given(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)
@@ -165,7 +178,7 @@ class ConfigError(Exception):
     """The config is refused; `problems` says why (each prints as one `error:` line)."""
 
     def __init__(self, problems: Iterable[Problem]) -> None:
-        self.problems = list(problems)
+        self.problems = list(dict.fromkeys(problems))  # nodes sharing a setting share a problem
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
@@ -295,7 +308,7 @@ def check_privilege(name: str) -> str:
 
 def _check_overrides(overrides: Overrides) -> list[Problem]:
     checks = {"bind": check_address, "username": check_username, "password": check_password,
-              "address_base": check_address_base}
+              "address_base": check_address_base, "backend": check_backend_type}
     problems = []
     for name, check in checks.items():
         value = getattr(overrides, name)
@@ -308,12 +321,31 @@ def _check_overrides(overrides: Overrides) -> list[Problem]:
     return problems
 
 
+def flag_backend_problems(kind: str) -> list[Problem]:
+    """`--backend TYPE` gives no settings: refuse a type that cannot do without some."""
+    from backends import BackendError, backend_class
+    from bmc.backend_settings import required_settings
+
+    try:
+        names = required_settings(backend_class(kind))
+    except BackendError as exc:
+        return [Problem(str(exc), field="--backend")]
+    if not names:
+        return []
+    return [Problem(f"the {kind} backend needs settings ({', '.join(names)}): give it as "
+                    f"`defaults.backend: {{type: {kind}, ...}}` in a config file instead",
+                    field="--backend")]
+
+
 # -- building a config --------------------------------------------------------------------------
 def default_config(overrides: Overrides | None = None) -> Config:
     """The config without a file: `nodes` memory nodes named node-0.., ports from the bases."""
     overrides = overrides or Overrides()
     _raise_if(_check_overrides(overrides))
     defaults = Defaults().updated(**overrides.given())
+    if overrides.backend is not None:
+        _raise_if(flag_backend_problems(overrides.backend))
+        defaults = replace(defaults, backend_from="--backend")
     nodes, problems = _generated_nodes(defaults)
     _raise_if(problems + check_nodes(nodes))
     return Config(nodes)
@@ -329,6 +361,9 @@ def _generated_nodes(defaults: Defaults) -> tuple[list[NodeConfig], list[Problem
         problems += ws_problems
         nodes.append(NodeConfig(name, ipmi, redfish,
                                 [UserConfig(defaults.username, defaults.password)],
+                                backend=defaults.backend,
+                                backend_settings=dict(defaults.backend_settings),
+                                backend_from=defaults.backend_from,
                                 console=ConsoleConfig(websocket=websocket),
                                 ipmi_session_limit=defaults.ipmi_session_limit,
                                 ipmi_idle_timeout=defaults.ipmi_idle_timeout))
@@ -395,6 +430,8 @@ def check_nodes(nodes: list[NodeConfig]) -> list[Problem]:
     problems = []
     names: dict[str, NodeConfig] = {}
     for node in nodes:
+        if "name" in node.unchecked:
+            continue
         if node.name in names:
             first = _where(names[node.name], "name")
             problems.append(node.problem("name", f"duplicate node name (also {first})"))
@@ -407,6 +444,8 @@ def check_nodes(nodes: list[NodeConfig]) -> list[Problem]:
         if node.console.websocket is not None:
             endpoints.append(("console.websocket", node.console.websocket))
         for proto, endpoint in endpoints:
+            if proto.split(".")[0] in node.unchecked:
+                continue
             label = f"{proto}.port"
             users = taken.setdefault(endpoint.port, {})
             clash = _clash(users, endpoint.address)
@@ -445,336 +484,13 @@ def _raise_if(problems: list[Problem]) -> None:
 
 # -- the YAML file ------------------------------------------------------------------------------
 def load_config(path: str | Path, overrides: Overrides | None = None) -> Config:
-    """Read, validate and resolve a YAML config; flags in `overrides` beat its `defaults:`.
+    """Read, check and resolve a YAML config; flags in `overrides` beat its `defaults:`.
 
-    Raises ConfigError naming the file, line, node and field of each problem.
+    Raises ConfigError with every problem of the file (and of the flags), each naming file,
+    line, node and field.
     """
-    import yaml  # lazily: the default config needs neither yaml nor pydantic
-    from pydantic import ValidationError
+    from bmc.config_file import load_config as load  # pydantic and yaml: only for a file
 
-    source = str(path)
-    overrides = overrides or Overrides()
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(f"cannot read config: {_strerror(exc)}", source)]) from None
-    try:
-        root, data = _parse_yaml(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        message = ": ".join(filter(None, [exc.context, exc.problem]))
-        raise ConfigError([Problem(f"YAML syntax: {message}", source, line)]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([Problem(f"YAML: {exc}", source)]) from None
-    locate = _Locator(source, root, data)
-    problems = [locate(loc, "duplicate key (the later value would win silently)")
-                for loc in _duplicate_keys(root)]
-    try:
-        parsed = _file_schema().model_validate({} if data is None else data)
-    except ValidationError as exc:
-        problems += [locate(err["loc"], _message(err)) for err in exc.errors()]
-        _raise_if(problems)
-    _raise_if(problems)
-    problems = _check_overrides(overrides)
-    if parsed.nodes is not None and overrides.nodes is not None:
-        problems.append(Problem("cannot be used with a config file that lists nodes",
-                                field="--nodes"))
-    _raise_if(problems)
-    file_defaults = parsed.defaults.model_dump(exclude_none=True)
-    defaults = Defaults().updated(**file_defaults).updated(**overrides.given())
-    return _resolve(parsed, defaults, locate)
+    return load(path, overrides)
 
 
-def _strerror(exc: Exception) -> str:
-    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-
-
-def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
-    """The node tree (for line numbers) and the plain data, from one parse."""
-    import yaml
-
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
-        data = loader.construct_document(root) if root is not None else None
-    finally:
-        loader.dispose()
-    return root, data
-
-
-def _duplicate_keys(node: yaml.Node | None, loc: tuple[Any, ...] = ()) -> Iterator[tuple]:
-    """The locations of mapping keys given twice (PyYAML would keep the last one silently)."""
-    import yaml
-
-    if isinstance(node, yaml.MappingNode):
-        seen = set()
-        for key, value in node.value:
-            name = key.value if isinstance(key, yaml.ScalarNode) else None
-            if name is not None and name in seen:
-                yield (*loc, name)
-            seen.add(name)
-            yield from _duplicate_keys(value, (*loc, name))
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            yield from _duplicate_keys(item, (*loc, index))
-
-
-class _Locator:
-    """Turns a location in the data (a pydantic `loc`) into a Problem with file and line."""
-
-    def __init__(self, source: str, root: yaml.Node | None, data: Any) -> None:
-        self.source, self.root, self.data = source, root, data
-
-    def line(self, loc: tuple[Any, ...]) -> int | None:
-        """The line of the deepest part of `loc` found in the YAML (a key's own line if known)."""
-        import yaml
-
-        node = self.root
-        line = node.start_mark.line + 1 if node is not None else None
-        for part in loc:
-            if isinstance(node, yaml.MappingNode):
-                # the last match: with a duplicate key, PyYAML keeps the later value too
-                pairs = [(k, v) for k, v in node.value
-                         if isinstance(k, yaml.ScalarNode) and k.value == part]
-                if not pairs:
-                    break
-                key, node = pairs[-1]
-                line = key.start_mark.line + 1
-            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) \
-                    and 0 <= part < len(node.value):
-                node = node.value[part]
-                line = node.start_mark.line + 1
-            else:
-                break
-        return line
-
-    def __call__(self, loc: tuple[Any, ...], message: str) -> Problem:
-        node, rest = None, tuple(loc)
-        if len(loc) >= 2 and loc[0] == "nodes" and isinstance(loc[1], int):
-            name = self._node_name(loc[1])
-            if name is not None:
-                node, rest = name, tuple(loc[2:])
-        field_name = _join_loc(rest) or None
-        return Problem(message, self.source, self.line(tuple(loc)), node, field_name)
-
-    def _node_name(self, index: int) -> str | None:
-        nodes = self.data.get("nodes") if isinstance(self.data, dict) else None
-        if isinstance(nodes, list) and 0 <= index < len(nodes) and isinstance(nodes[index], dict):
-            name = nodes[index].get("name")
-            return name if isinstance(name, str) else None
-        return None
-
-
-def _join_loc(loc: Iterable[Any]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _message(error: dict[str, Any]) -> str:
-    """pydantic's message, reworded where it would puzzle someone editing YAML."""
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "value_error":
-        return str(error["ctx"]["error"])
-    if kind in ("model_type", "dict_type"):
-        return f"must be a mapping (key: value), got {_yaml_kind(error.get('input'))}"
-    message = error["msg"]
-    if kind.endswith("_type"):
-        message += f", got {_yaml_kind(error.get('input'))}"
-    return message
-
-
-def _yaml_kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return "nothing (null)" if value is None else repr(value)
-
-
-def _resolve(parsed: Any, defaults: Defaults, locate: _Locator) -> Config:
-    """Turn the validated file into runtime dataclasses, filling in defaults."""
-    if parsed.nodes is None:  # a file with only `defaults:` gets the generated node list
-        nodes, problems = _generated_nodes(defaults)
-    else:
-        nodes, problems = [], []
-        for index, spec in enumerate(parsed.nodes):
-            node, node_problems = _file_node(spec, index, defaults, locate)
-            nodes.append(node)
-            problems += node_problems
-    _raise_if(problems + check_nodes(nodes))
-    return Config(nodes, locate.source)
-
-
-#: the node fields whose line is remembered for problems found after validation
-_NODE_FIELDS = ("name", "backend", "users", "identity", "sensors", "ipmi.port", "redfish.port",
-                "console.websocket.port")
-
-
-def _file_node(spec: Any, index: int, defaults: Defaults,
-               locate: _Locator) -> tuple[NodeConfig, list[Problem]]:
-    lines = {"": locate.line(("nodes", index))}
-    for name in _NODE_FIELDS:
-        lines[name] = locate.line(("nodes", index, *name.split(".")))
-    lines = {k: v for k, v in lines.items() if v is not None}
-    ipmi, redfish, problems = _endpoints(defaults, index, spec.name,
-                                         {"ipmi": spec.ipmi, "redfish": spec.redfish},
-                                         locate.source, lines)
-    if spec.users is None:
-        users = [UserConfig(defaults.username, defaults.password)]
-    else:
-        users = [UserConfig(u.name, u.password, parse_privilege(u.privilege))
-                 for u in spec.users]
-    own = spec.ipmi
-    limit = own.session_limit if own and own.session_limit is not None else None
-    idle = own.idle_timeout if own and own.idle_timeout is not None else None
-    console = spec.console
-    websocket, ws_problems = _websocket(defaults, index, spec.name, console and console.websocket,
-                                        locate.source, lines)
-    problems += ws_problems
-    node = NodeConfig(spec.name, ipmi, redfish, users, backend=spec.backend.type,
-                      backend_settings=dict(spec.backend.model_extra or {}),
-                      console=ConsoleConfig(
-                          log=console and console.log, websocket=websocket,
-                          buffer_size=(console and console.buffer_size) or 64 * 1024,
-                          novnc_url=console and console.novnc_url),
-                      identity=spec.identity.model_dump(exclude_none=True)
-                      if spec.identity else {},
-                      sensors=spec.sensors,
-                      ipmi_session_limit=limit or defaults.ipmi_session_limit,
-                      ipmi_idle_timeout=idle or defaults.ipmi_idle_timeout,
-                      source=locate.source, lines=lines)
-    return node, problems
-
-
-@functools.cache
-def _file_schema() -> Any:
-    """The pydantic model of the YAML file.
-
-    Built inside a function so that importing this module does not import pydantic.
-    """
-    from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-    # strict: YAML turns `password: 0123` into an int; refuse it rather than guess
-    closed = ConfigDict(extra="forbid", strict=True)
-
-    class EndpointModel(BaseModel):
-        model_config = closed
-        address: str | None = None
-        port: int | None = None
-
-        _address = field_validator("address")(_optional(check_address))
-        _port = field_validator("port")(_optional(check_port))
-
-    class IpmiEndpointModel(EndpointModel):
-        session_limit: int | None = None
-        idle_timeout: float | None = None
-
-        _limit = field_validator("session_limit")(_optional(check_session_limit))
-        _idle = field_validator("idle_timeout")(_optional(check_idle_timeout))
-
-    class ConsoleModel(BaseModel):
-        model_config = closed
-        log: str | None = None
-        buffer_size: int | None = None
-        websocket: EndpointModel | None = None
-        novnc_url: str | None = None
-
-        _buffer = field_validator("buffer_size")(_optional(check_buffer_size))
-        _url = field_validator("novnc_url")(_optional(check_url))
-
-    class UserModel(BaseModel):
-        model_config = closed
-        name: str
-        password: str
-        privilege: str = "ADMINISTRATOR"
-
-        _name = field_validator("name")(_plain(check_username))
-        _password = field_validator("password")(_plain(check_password))
-        _privilege = field_validator("privilege")(_plain(check_privilege))
-
-    class IdentityModel(BaseModel):
-        model_config = closed
-        vendor: str = "generic"
-        manufacturer: str | None = None
-        product: str | None = None
-        serial: str | None = None
-        firmware_version: str | None = None
-        manufacturer_id: int | None = Field(default=None, ge=0, le=0xFFFFF)  # 20 bits
-        product_id: int | None = Field(default=None, ge=0, le=0xFFFF)
-
-        _vendor = field_validator("vendor")(_plain(check_vendor))
-
-    class BackendModel(BaseModel):
-        # open: the keys other than `type` are the backend's own settings
-        model_config = ConfigDict(extra="allow", strict=True)
-        type: str
-
-        _type = field_validator("type")(_plain(check_backend_type))
-
-    class NodeModel(BaseModel):
-        model_config = closed
-        name: str
-        backend: BackendModel = Field(default_factory=lambda: BackendModel(type=DEFAULT_KIND))
-        ipmi: IpmiEndpointModel | None = None
-        redfish: EndpointModel | None = None
-        console: ConsoleModel | None = None
-        identity: IdentityModel | None = None
-        sensors: list[dict[str, Any]] | None = None
-        users: list[UserModel] | None = Field(default=None, min_length=1,
-                                              max_length=MAX_USERS_PER_NODE)
-
-        _name = field_validator("name")(_plain(check_node_name))
-        _sensors = field_validator("sensors")(_optional(check_sensor_profile))
-
-        @field_validator("users")
-        @classmethod
-        def _unique_users(cls, users: list[UserModel] | None) -> list[UserModel] | None:
-            names = [u.name for u in users or []]
-            duplicates = sorted({n for n in names if names.count(n) > 1})
-            if duplicates:
-                raise ValueError(f"user {duplicates[0]!r} is listed twice")
-            return users
-
-    class DefaultsModel(BaseModel):
-        model_config = closed
-        bind: str | None = None
-        username: str | None = None
-        password: str | None = None
-        ipmi_port_base: int | None = None
-        redfish_port_base: int | None = None
-        console_port_base: int | None = None
-        ipmi_session_limit: int | None = None
-        ipmi_idle_timeout: float | None = None
-        address_base: str | None = None
-
-        _bind = field_validator("bind")(_optional(check_address))
-        _address_base = field_validator("address_base")(_optional(check_address_base))
-        _limit = field_validator("ipmi_session_limit")(_optional(check_session_limit))
-        _idle = field_validator("ipmi_idle_timeout")(_optional(check_idle_timeout))
-        _username = field_validator("username")(_optional(check_username))
-        _password = field_validator("password")(_optional(check_password))
-        _ports = field_validator("ipmi_port_base", "redfish_port_base",
-                                 "console_port_base")(_optional(check_port))
-
-    class FileModel(BaseModel):
-        model_config = closed
-        defaults: DefaultsModel = Field(default_factory=DefaultsModel)
-        nodes: list[NodeModel] | None = Field(default=None, min_length=1)
-
-    return FileModel
-
-
-def _plain(check: Any) -> Any:
-    """A pydantic validator (classmethod) that runs one of the checks above."""
-    return classmethod(lambda cls, value: check(value))
-
-
-def _optional(check: Any) -> Any:
-    return classmethod(lambda cls, value: value if value is None else check(value))

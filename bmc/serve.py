@@ -11,7 +11,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from backends import BackendError, create_backend
-from bmc.config import Config, ConfigError, NodeConfig
+from bmc.backend_settings import constructor_problem
+from bmc.config import Config, ConfigError, NodeConfig, Problem
 from bmc.console import ConsoleHub
 from bmc.node import Identity, Node
 from bmc.users import UserStore
@@ -21,7 +22,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-READY = "bmc-emulator ready: {count} nodes"
+def ready_line(count: int) -> str:
+    """What scripts wait for: every node answers on both protocols."""
+    return f"bmc-emulator ready: {nodes_text(count)}"
+
+
+def nodes_text(count: int) -> str:
+    return f"{count} node{'' if count == 1 else 's'}"
 
 
 class Server(Protocol):
@@ -62,8 +69,8 @@ def run(config: Config, stop: threading.Event | None = None, out: TextIO | None 
         if any(spec.console.websocket for spec in config.nodes):
             servers.append(_start("console WebSocket", _console_server, config, nodes))
         print_table(config, out)
-        print(READY.format(count=len(nodes)), file=out, flush=True)
-        log.info("serving %d nodes; SIGINT or SIGTERM stops", len(nodes))
+        print(ready_line(len(nodes)), file=out, flush=True)
+        log.info("serving %s; SIGINT or SIGTERM stops", nodes_text(len(nodes)))
         _warm_up(nodes)
         stop.wait()
         log.info("stopping")
@@ -74,11 +81,21 @@ def run(config: Config, stop: threading.Event | None = None, out: TextIO | None 
 
 
 def build_nodes(config: Config) -> list[Node]:
-    """One Node per configured node; all or nothing (backends already made are closed)."""
+    """One Node per configured node; all or nothing (backends already made are closed).
+
+    Every node is tried before a ConfigError is raised, so that it names every backend that
+    refused its settings, not only the first.
+    """
     nodes: list[Node] = []
+    problems: list[Problem] = []
     try:
         for spec in config.nodes:
-            nodes.append(_build_node(spec))
+            try:
+                nodes.append(_build_node(spec))
+            except ConfigError as exc:
+                problems += exc.problems
+        if problems:
+            raise ConfigError(problems)
     except BaseException:
         _shutdown([], nodes)
         raise
@@ -89,7 +106,9 @@ def _build_node(spec: NodeConfig) -> Node:
     try:
         backend = create_backend(spec.backend, dict(spec.backend_settings), spec.name)
     except (TypeError, ValueError) as exc:  # settings the backend does not take
-        raise ConfigError([spec.problem("backend", str(exc))]) from exc
+        where, message = constructor_problem(spec.backend, exc)
+        raise ConfigError([spec.problem(".".join(("backend", *map(str, where))), message)]) \
+            from exc
     except BackendError as exc:
         raise StartupError(f"node '{spec.name}': backend: {exc}") from exc
     users = UserStore()

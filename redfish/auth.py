@@ -12,6 +12,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bmc.lockout import AccountLockout
@@ -52,9 +53,11 @@ class SessionStore:
     """The open sessions of one BMC. Thread-safe."""
 
     def __init__(self, timeout: float = DEFAULT_SESSION_TIMEOUT,
-                 limit: int = DEFAULT_SESSION_LIMIT) -> None:
+                 limit: int = DEFAULT_SESSION_LIMIT,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.timeout = timeout
         self.limit = limit
+        self._clock = clock  # injectable: tests step it instead of sleeping
         self._lock = threading.Lock()
         self._by_digest: dict[bytes, Session] = {}
         self._by_id: dict[str, tuple[bytes, Session]] = {}
@@ -63,14 +66,16 @@ class SessionStore:
         """A new session for `user` and its token (to hand out once, never to store)."""
         token = secrets.token_urlsafe(32)
         with self._lock:
-            self._purge(time.monotonic())
+            now = self._clock()
+            self._purge(now)
             while len(self._by_id) >= self.limit:
                 oldest = min(self._by_id.values(), key=lambda pair: pair[1].last_used)
                 self._drop(oldest[1].id)
             session_id = secrets.token_hex(8)
             while session_id in self._by_id:  # a 64-bit clash; cheap to rule out
                 session_id = secrets.token_hex(8)
-            session = Session(session_id, user.user_id, user.name, client_address)
+            session = Session(session_id, user.user_id, user.name, client_address,
+                              last_used=now)
             digest = _digest(token)
             self._by_digest[digest] = session
             self._by_id[session_id] = (digest, session)
@@ -78,7 +83,7 @@ class SessionStore:
 
     def by_token(self, token: str) -> Session | None:
         """The live session the token opens, marking it used; None if unknown or expired."""
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             session = self._by_digest.get(_digest(token))
             if session is None:
@@ -91,13 +96,13 @@ class SessionStore:
 
     def get(self, session_id: str) -> Session | None:
         with self._lock:
-            self._purge(time.monotonic())
+            self._purge(self._clock())
             pair = self._by_id.get(session_id)
             return pair[1] if pair else None
 
     def all(self) -> list[Session]:
         with self._lock:
-            self._purge(time.monotonic())
+            self._purge(self._clock())
             return sorted((s for _, s in self._by_id.values()), key=lambda s: s.created)
 
     def delete(self, session_id: str) -> bool:

@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,6 +258,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
             report.sections.append((f"bmc-emulator stderr ({emulator.workdir.name})",
                                     emulator.stderr[-20000:]))
     return report
+
+
+#: figures that tests measured, printed at the end of every run (not only with `pytest -s`)
+_FIGURES: list[str] = []
+
+
+@pytest.fixture
+def measured() -> Callable[[str], None]:
+    """`measured("SOL keystroke-to-echo latency: median 13.1 ms")`: a line for the summary."""
+    return _FIGURES.append
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _FIGURES:
+        terminalreporter.section("measured")
+        for line in _FIGURES:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture

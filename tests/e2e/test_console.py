@@ -20,6 +20,7 @@ import pytest
 import requests
 import yaml
 from conftest import Emulator, EmulatorNode, Launcher
+from e2e_helpers import run
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -65,8 +66,7 @@ def leave(child: pexpect.spawn) -> None:
 
 
 def ipmi(bmc: Emulator, node: EmulatorNode, *command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(bmc.ipmitool(node, *command), capture_output=True, text=True,
-                          timeout=TIMEOUT, stdin=subprocess.DEVNULL)
+    return run(bmc.ipmitool(node, *command), timeout=TIMEOUT)
 
 
 def redfish(bmc: Emulator, node: EmulatorNode, path: str, **body: Any) -> requests.Response:
@@ -125,7 +125,8 @@ def running(pid: int) -> bool:
 
 
 # -- one fresh emulator: the main SOL story ---------------------------------------------------
-def test_sol_shows_a_power_cycle_and_echoes_what_is_typed(emulator_factory: Launcher) -> None:
+def test_sol_shows_a_power_cycle_and_echoes_what_is_typed(
+        emulator_factory: Launcher, measured: Callable[[str], None]) -> None:
     bmc = emulator_factory([process_node("box", emulator_factory)])
     box = bmc.nodes[0]
     child = sol(bmc, box)  # the server is off: nothing to replay yet
@@ -148,9 +149,12 @@ def test_sol_shows_a_power_cycle_and_echoes_what_is_typed(emulator_factory: Laun
         child.expect(re.escape(bytes((key,))))
         latencies.append(time.monotonic() - started)
     median = statistics.median(latencies)
-    print(f"\nSOL keystroke-to-echo latency: median {median * 1000:.1f} ms, "
-          f"max {max(latencies) * 1000:.1f} ms over {len(latencies)} keys")
-    assert median < 1.0  # generous; about 13 ms here with the default 10 ms accumulate interval
+    measured(f"SOL keystroke-to-echo latency (ipmitool sol activate): median "
+             f"{median * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms over "
+             f"{len(latencies)} keys")
+    # about 13 ms here (10 ms of it the accumulate interval); a regression to a poll or a
+    # retransmission (500 ms) shows, while the median rides out a loaded 2-core CI machine
+    assert median < 0.1, latencies
     leave(child)
     assert "Chassis Power is on" in ipmi(bmc, box, "power", "status").stdout
 

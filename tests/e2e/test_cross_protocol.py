@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
 import requests
 import sushy
 from conftest import Emulator
+from e2e_helpers import ipmitool
 from sushy.resources.system.system import System
-
-
-def ipmitool(bmc: Emulator, node: int, *command: str) -> str:
-    result = subprocess.run([*bmc.ipmitool(node), *command], capture_output=True, text=True,
-                            timeout=30)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 @pytest.fixture

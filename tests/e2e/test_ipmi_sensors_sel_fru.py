@@ -6,47 +6,18 @@ the test's temporary directory instead of the user's home.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 import requests
 from conftest import Emulator, EmulatorNode
+from e2e_helpers import freeipmi, ipmitool, raw_error, run
 
 SENSORS = ["CPU1 Temp", "CPU2 Temp", "Inlet Temp", "System Temp", "FAN1", "FAN2", "FAN3",
            "FAN4", "12V", "5V", "3.3V", "Total Power", "PSU1 Status", "PSU2 Status"]
-# ipmitool's "sel time set" parses with the locale's date format ("%x %X")
-ENV = {**os.environ, "LC_ALL": "C", "TZ": "UTC"}
-
-
-def run(command: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=ENV)
-
-
-def ipmitool(bmc: Emulator, node: int, *command: str, interface: str = "lanplus") -> str:
-    result = run([*bmc.ipmitool(node, interface=interface), *command])
-    assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
-    return result.stdout
-
-
-def raw_error(bmc: Emulator, node: int, *data: str) -> str:
-    """The stderr of a raw command that must fail."""
-    result = run([*bmc.ipmitool(node), "raw", *data])
-    assert result.returncode != 0, result.stdout
-    return result.stderr
-
-
-def freeipmi(bmc: Emulator, node: int, tool: str, *args: str, cache: Path | None = None) -> str:
-    target = bmc.nodes[node]
-    command = [tool, "-h", f"{target.ipmi_address}:{target.ipmi_port}", "-u", bmc.username,
-               "-p", bmc.password, *args]
-    if cache is not None:
-        command += ["--sdr-cache-directory", str(cache), "--quiet-cache"]
-    result = run(command)
-    assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
-    return result.stdout
+# e2e_helpers.run gives every client LC_ALL=C and TZ=UTC: ipmitool's "sel time set" parses
+# with the locale's date format ("%x %X")
 
 
 def table(text: str) -> dict[str, list[str]]:

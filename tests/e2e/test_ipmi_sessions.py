@@ -14,12 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from conftest import Emulator, EmulatorNode, Launcher
+from e2e_helpers import run
 
 RMCP_NO_RESOURCES = 0x01
-
-
-def run(command: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
 def open_session_request(console_id: int) -> bytes:
@@ -40,17 +37,13 @@ def open_session_status(node: EmulatorNode, console_id: int) -> int:
     return reply[17]  # status: after RMCP (4), session header (12) and the message tag
 
 
-def ipmitool_args(bmc: Emulator, node: int = 0, interface: str = "lanplus") -> list[str]:
-    return bmc.ipmitool(node, interface=interface)
-
-
 @contextmanager
 def shells(bmc: Emulator, count: int) -> Iterator[list[subprocess.Popen[str]]]:
     """`count` ipmitool shells, each with an established session (a command answered)."""
     started: list[subprocess.Popen[str]] = []
     try:
         for _ in range(count):
-            shell = subprocess.Popen([*ipmitool_args(bmc), "shell"], stdin=subprocess.PIPE,
+            shell = subprocess.Popen([*bmc.ipmitool(), "shell"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             started.append(shell)
             ask(shell, "power status")
@@ -97,13 +90,13 @@ def test_session_limit_with_real_sessions_and_close_session_frees_a_slot(
         emulator_factory: Launcher) -> None:
     bmc = emulator_factory(nodes=1)
     with shells(bmc, 4) as held:
-        fifth = run([*ipmitool_args(bmc), "power", "status"])
+        fifth = run([*bmc.ipmitool(), "power", "status"])
         assert fifth.returncode != 0
         assert "insufficient resources for session" in fifth.stderr
-        v15 = run([*ipmitool_args(bmc, interface="lan"), "power", "status"])
+        v15 = run([*bmc.ipmitool(interface="lan"), "power", "status"])
         assert v15.returncode != 0 and "No session slot available" in v15.stderr
         leave(held.pop())
-        assert run([*ipmitool_args(bmc), "power", "status"]).returncode == 0
+        assert run([*bmc.ipmitool(), "power", "status"]).returncode == 0
         assert ask(held[0], "power status").startswith("Chassis Power is")
 
 
@@ -113,10 +106,10 @@ def test_configured_limit_and_idle_timeout_free_the_slot_of_a_silent_client(
     bmc = emulator_factory([{"name": "n0", "ipmi": {"session_limit": 1, "idle_timeout": idle}}])
     with shells(bmc, 1) as (silent,):
         ask(silent, "power status")  # fresh activity: the slot is surely taken now
-        assert run([*ipmitool_args(bmc), "power", "status"]).returncode != 0
+        assert run([*bmc.ipmitool(), "power", "status"]).returncode != 0
         # the shell stays alive but says nothing: its session expires and frees the slot
         deadline = time.monotonic() + idle + 20
-        while run([*ipmitool_args(bmc), "power", "status"]).returncode != 0:
+        while run([*bmc.ipmitool(), "power", "status"]).returncode != 0:
             assert time.monotonic() < deadline, "the idle session was never dropped"
             time.sleep(0.5)
         assert "Chassis Power is" not in ask(silent, "power status")  # its session is gone

@@ -7,31 +7,15 @@ serves the read-only and chassis tests. Tests that change the admin password sta
 from __future__ import annotations
 
 import re
-import subprocess
 
 import pytest
 import requests
-from conftest import Emulator, EmulatorNode, Launcher
+from conftest import Emulator, Launcher
+from e2e_helpers import freeipmi, ipmitool, run
+from e2e_helpers import ipmitool_as as tool
 
 from backends.memory import MemoryBackend
 from bmc.node import Node
-
-
-def run(command: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-
-
-def tool(node: EmulatorNode, user: str, password: str, *command: str,
-         interface: str = "lanplus", level: str | None = None) -> list[str]:
-    args = ["ipmitool", "-I", interface, "-H", node.ipmi_address, "-p", str(node.ipmi_port),
-            "-U", user, "-P", password, "-N", "1", "-R", "2"]
-    return [*args, *(["-L", level] if level else []), *command]
-
-
-def ipmitool(bmc: Emulator, *command: str, node: int = 0, interface: str = "lanplus") -> str:
-    result = run(bmc.ipmitool(node, *command, interface=interface))
-    assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
-    return result.stdout
 
 
 def field(output: str, name: str) -> str:
@@ -254,16 +238,8 @@ def test_mc_reset_keeps_the_node_running_and_the_next_command_works(
 
 
 # -- freeipmi ---------------------------------------------------------------------------------
-def freeipmi(bmc: Emulator, program: str, *args: str, node: int = 1) -> str:
-    target = bmc.nodes[node]
-    result = run([program, "-h", f"{target.ipmi_address}:{target.ipmi_port}",
-                  "-u", bmc.username, "-p", bmc.password, *args])
-    assert result.returncode == 0, f"{program} {args}: {result.stdout}{result.stderr}"
-    return result.stdout
-
-
 def test_freeipmi_bmc_info_channel_information(emulator: Emulator) -> None:
-    out = freeipmi(emulator, "bmc-info", "--get-channel-info")
+    out = freeipmi(emulator, "bmc-info", "--get-channel-info", node=1)
     assert field(out, "Channel Number") == "1"
     assert field(out, "Medium Type") == "802.3 LAN"
     assert field(out, "Protocol Type") == "IPMB-1.0"
@@ -272,10 +248,10 @@ def test_freeipmi_bmc_info_channel_information(emulator: Emulator) -> None:
 
 
 def test_freeipmi_config_checkout_of_users_and_lan(emulator: Emulator) -> None:
-    user = freeipmi(emulator, "bmc-config", "--checkout", "-S", "User2")
+    user = freeipmi(emulator, "bmc-config", "--checkout", "-S", "User2", node=1)
     assert re.search(r"^\s*Username\s+admin$", user, re.MULTILINE)
     assert re.search(r"^\s*Lan_Privilege_Limit\s+Administrator$", user, re.MULTILINE)
-    lan = freeipmi(emulator, "ipmi-config", "--checkout", "--section=Lan_Conf")
+    lan = freeipmi(emulator, "ipmi-config", "--checkout", "--section=Lan_Conf", node=1)
     node = emulator.nodes[1]
     assert re.search(rf"^\s*IP_Address\s+{re.escape(node.ipmi_address)}$", lan, re.MULTILINE)
     mac = Node(node.name, MemoryBackend()).bmc_mac.upper()

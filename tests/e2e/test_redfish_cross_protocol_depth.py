@@ -4,21 +4,14 @@ IPMI (ipmitool), and the Redfish sensors read what IPMI's SDR reads."""
 from __future__ import annotations
 
 import re
-import subprocess
 from typing import Any
 
 import requests
 from conftest import Emulator, EmulatorNode
+from e2e_helpers import ipmitool_as, run
 
 TIMEOUT = 10
 ACCOUNTS = "/redfish/v1/AccountService/Accounts"
-
-
-def ipmitool(emulator: Emulator, node: EmulatorNode, user: str, password: str,
-             *command: str) -> subprocess.CompletedProcess[str]:
-    args = ["ipmitool", "-I", "lanplus", "-H", node.ipmi_address, "-p", str(node.ipmi_port),
-            "-U", user, "-P", password, "-N", "1", "-R", "2", *command]
-    return subprocess.run(args, capture_output=True, text=True, timeout=30)
 
 
 def test_account_made_over_redfish_logs_in_over_ipmi(emulator: Emulator) -> None:
@@ -29,16 +22,16 @@ def test_account_made_over_redfish_logs_in_over_ipmi(emulator: Emulator) -> None
                                   "RoleId": "Administrator"})
     assert created.status_code == 201, created.text
     uri = node.redfish_url + created.headers["Location"]
-    status = ipmitool(emulator, node, "newuser", "new-pass-1", "power", "status")
+    status = run(ipmitool_as(node, "newuser", "new-pass-1", "power", "status"))
     assert status.returncode == 0, status.stderr
     assert "Chassis Power is" in status.stdout
     # the Redfish role is the IPMI privilege limit: an Operator cannot open an
     # ADMINISTRATOR session (ipmitool's default), but can power the server at OPERATOR level
     assert requests.patch(uri, auth=admin, timeout=TIMEOUT,
                           json={"RoleId": "Operator"}).status_code == 200
-    assert ipmitool(emulator, node, "newuser", "new-pass-1", "power", "status").returncode != 0
-    assert ipmitool(emulator, node, "newuser", "new-pass-1", "-L", "OPERATOR",
-                    "power", "on").returncode == 0
+    assert run(ipmitool_as(node, "newuser", "new-pass-1", "power", "status")).returncode != 0
+    assert run(ipmitool_as(node, "newuser", "new-pass-1", "-L", "OPERATOR",
+                    "power", "on")).returncode == 0
     assert requests.patch(uri, auth=admin, timeout=TIMEOUT,
                           json={"RoleId": "Administrator"}).status_code == 200
 
@@ -46,24 +39,24 @@ def test_account_made_over_redfish_logs_in_over_ipmi(emulator: Emulator) -> None
     changed = requests.patch(uri, auth=admin, timeout=TIMEOUT, headers={"If-Match": etag},
                              json={"Password": "new-pass-2"})
     assert changed.status_code == 200, changed.text
-    assert ipmitool(emulator, node, "newuser", "new-pass-1", "power", "status").returncode != 0
-    assert ipmitool(emulator, node, "newuser", "new-pass-2", "power", "status").returncode == 0
+    assert run(ipmitool_as(node, "newuser", "new-pass-1", "power", "status")).returncode != 0
+    assert run(ipmitool_as(node, "newuser", "new-pass-2", "power", "status")).returncode == 0
 
     assert requests.patch(uri, auth=admin, timeout=TIMEOUT,
                           json={"Enabled": False}).status_code == 200
-    assert ipmitool(emulator, node, "newuser", "new-pass-2", "power", "status").returncode != 0
+    assert run(ipmitool_as(node, "newuser", "new-pass-2", "power", "status")).returncode != 0
     assert requests.delete(uri, auth=admin, timeout=TIMEOUT).status_code == 204
-    assert ipmitool(emulator, node, "newuser", "new-pass-2", "power", "status").returncode != 0
+    assert run(ipmitool_as(node, "newuser", "new-pass-2", "power", "status")).returncode != 0
     # the other node never had the account
     other = emulator.nodes[1]
-    assert ipmitool(emulator, other, "newuser", "new-pass-1", "power", "status").returncode != 0
+    assert run(ipmitool_as(other, "newuser", "new-pass-1", "power", "status")).returncode != 0
 
 
 _SDR = re.compile(r"^(?P<name>[^|]+?)\s*\|\s*(?P<value>-?[\d.]+) (?P<unit>[A-Za-z ]+?)\s*\|")
 
 
 def _sdr(emulator: Emulator, node: EmulatorNode) -> dict[str, float]:
-    result = ipmitool(emulator, node, emulator.username, emulator.password, "sdr", "list")
+    result = run(ipmitool_as(node, emulator.username, emulator.password, "sdr", "list"))
     assert result.returncode == 0, result.stderr
     return {m["name"]: float(m["value"]) for line in result.stdout.splitlines()
             if (m := _SDR.match(line))}

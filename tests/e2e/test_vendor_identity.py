@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import requests
 from conftest import Launcher
+from e2e_helpers import freeipmi, ipmitool
 
 
 def test_a_dell_node_looks_like_one_through_every_client(emulator_factory: Launcher) -> None:
     bmc = emulator_factory([{"name": "r650", "identity": {"vendor": "dell", "serial": "7XK2"}}])
     node = bmc.nodes[0]
 
-    def ipmitool(*command: str) -> str:
-        result = subprocess.run([*bmc.ipmitool(node), *command], capture_output=True, text=True,
-                                timeout=30)
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    info = ipmitool("mc", "info")
+    info = ipmitool(bmc, "mc", "info")
     assert "Manufacturer ID           : 674" in info
     assert "Manufacturer Name         : Dell Inc." in info
-    fru = ipmitool("fru", "print", "0")
+    fru = ipmitool(bmc, "fru", "print", "0")
     assert "Product Manufacturer  : Dell Inc." in fru
     assert "Product Name          : PowerEdge R650" in fru
     assert "Product Serial        : 7XK2" in fru
 
-    freeipmi = subprocess.run(["bmc-info", "-h", f"{node.ipmi_address}:{node.ipmi_port}",
-                               "-u", bmc.username, "-p", bmc.password, "--get-device-id"],
-                              capture_output=True, text=True, timeout=30)
-    assert "Dell" in freeipmi.stdout, freeipmi.stderr
+    assert "Dell" in freeipmi(bmc, "bmc-info", "--get-device-id")
 
     auth = (bmc.username, bmc.password)
     system = requests.get(f"{node.redfish_url}/redfish/v1/Systems/r650", auth=auth,

@@ -16,7 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 import bmc.serve
+from backends.memory import MemoryBackend
 from bmc import __version__
+from bmc.backend_settings import setting_names
 from bmc.cli import main
 from bmc.config import Config, default_config
 
@@ -135,12 +137,53 @@ def test_a_bad_config_is_refused_before_anything_starts(
 def test_a_backend_refusing_its_settings_is_a_config_error(
         tmp_path: Path, events: list[str]) -> None:
     path = tmp_path / "nodes.yaml"
-    path.write_text("nodes:\n  - name: a\n    backend: {type: memory, colour: red}\n")
+    path.write_text("nodes:\n  - name: a\n    backend: {type: memory, colour: red}\n"
+                    "  - name: b\n    backend:\n      type: process\n"
+                    "      command: [/no/such/program]\n")
     result = runner().invoke(main, ["serve", "--config", str(path)])
     assert result.exit_code == 2
-    assert result.stderr.startswith(f"error: {path}:3: node 'a': backend: ")
-    assert "colour" in result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: {path}:3: node 'a': backend.colour: unknown key (memory backend settings: "
+        f"{', '.join(setting_names(MemoryBackend))})",
+        f"error: {path}:7: node 'b': backend.command: '/no/such/program' is not an executable "
+        "program"]
     assert events == []
+
+
+def test_backend_flag_with_nodes(events: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Config] = []
+    real_run = bmc.serve.run
+    monkeypatch.setattr(bmc.serve, "run", lambda config: seen.append(config) or real_run(config))
+    result = runner().invoke(main, ["serve", "--backend", "memory", "--nodes", "1"])
+    assert result.exit_code == 0, result.stderr
+    assert [(n.name, n.backend) for n in seen[0].nodes] == [("node-0", "memory")]
+    assert result.stdout.splitlines()[-1] == "bmc-emulator ready: 1 node"
+
+
+def test_an_unknown_backend_flag_is_refused(events: list[str]) -> None:
+    result = runner().invoke(main, ["serve", "--backend", "dokcer"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --backend: unknown backend type 'dokcer' (known: "
+                                    "memory, process")
+    assert events == []
+
+
+def test_nodes_flag_with_a_config_listing_nodes_says_why(tmp_path: Path,
+                                                       events: list[str]) -> None:
+    path = tmp_path / "nodes.yaml"
+    path.write_text("nodes:\n  - name: a\n")
+    result = runner().invoke(main, ["serve", "--config", str(path), "--nodes", "4"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: --nodes: refused: {path} lists its own nodes (1 at line 1); --nodes N only sets "
+        "how many nodes are generated for a config without a `nodes:` list\n")
+
+
+def test_a_bare_command_points_at_help() -> None:
+    result = runner().invoke(main, [], prog_name="bmc-emulator")
+    assert result.exit_code == 2
+    assert "Try 'bmc-emulator --help' for help." in result.stderr
+    assert "Missing command" in result.stderr
 
 
 def test_bad_flags_are_refused(events: list[str]) -> None:
@@ -202,7 +245,7 @@ def test_the_default_serve_path_imports_neither_pydantic_nor_yaml() -> None:
         bmc.serve.run = lambda config: 0
         from bmc.cli import main
         try:
-            main(["serve", "--nodes", "2"])
+            main(["serve", "--nodes", "2", "--backend", "memory"])
         except SystemExit as exit:
             assert exit.code == 0, exit.code
         print(sorted(m for m in ("pydantic", "yaml") if m in sys.modules))

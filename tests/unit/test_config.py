@@ -296,8 +296,10 @@ def test_an_unreadable_file(tmp_path: Path) -> None:
 
 
 def test_nodes_flag_with_a_node_list_is_refused(tmp_path: Path) -> None:
-    assert errors(write(tmp_path, NODES), Overrides(nodes=5)) == [
-        "--nodes: cannot be used with a config file that lists nodes"]
+    path = write(tmp_path, NODES)
+    assert errors(path, Overrides(nodes=5)) == [
+        f"--nodes: refused: {path} lists its own nodes (2 at line 1); --nodes N only sets how "
+        "many nodes are generated for a config without a `nodes:` list"]
 
 
 def test_bad_flag_with_a_file(tmp_path: Path) -> None:
