@@ -83,7 +83,7 @@ def test_open_sessions_that_never_authenticate_take_no_slot(
     node = bmc.nodes[0]
     statuses = [open_session_status(node, console_id) for console_id in range(1, 7)]
     assert statuses == [0] * 6
-    assert run([*ipmitool_args(bmc), "power", "status"]).returncode == 0
+    assert run([*bmc.ipmitool(), "power", "status"]).returncode == 0
 
 
 def test_session_limit_with_real_sessions_and_close_session_frees_a_slot(
