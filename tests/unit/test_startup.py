@@ -23,7 +23,8 @@ GET_AUTH_CAPS = "0600ff07" "00" "00000000" "00000000" "09" "2018c8" "810038" "8e
 
 #: imported only after IPMI answers: Redfish's stack, the node features, the other commands
 NOT_ON_THE_IPMI_PATH = ("flask", "werkzeug", "waitress", "jinja2", "redfish.app", "bmc.sensors",
-                        "bmc.sel", "bmc.events", "bmc.inventory", "bmc.bios", "bmc.tasks",
+                        "bmc.sel", "bmc.inventory", "bmc.bios", "bmc.tasks",
+                        "redfish.event_service",
                         "ipmi.sdr", "ipmi.commands.storage", "ipmi.commands.sensor",
                         "ipmi.commands.dcmi")
 
