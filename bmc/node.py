@@ -163,7 +163,9 @@ class Identity:
     manufacturer: str = "bmc-emulator"
     product: str = "Virtual Server"
     serial: str = ""
-    manufacturer_id: int = 0  # IANA enterprise number in Get Device ID; 0 = unspecified
+    #: IANA enterprise number in Get Device ID: 32473, RFC 5612's "Example Enterprise Number
+    #: for Documentation Use" (no vendor's; ipmitool and freeipmi name it), not "Reserved (0)"
+    manufacturer_id: int = 32473
     product_id: int = 0x0001
     firmware_version: str = "1.0"
 
