@@ -163,8 +163,9 @@ def test_scale_round_trip_and_clamping() -> None:
 def test_thresholds_are_kept_at_the_sensors_resolution() -> None:
     spec = SensorSpec("V", SensorKind.VOLTAGE, on=3.3, off=3.3,
                       thresholds=Thresholds(upper_critical=3.637))
-    assert spec.scale is not None
-    assert spec.thresholds.upper_critical == spec.scale.quantise(3.637)
+    # 0..3.82 V in 8 bits: 20 mV steps (m=2, 10^-2); 3.637 V is raw 182 (181.85), 3.64 V
+    assert spec.scale == Scale(m=2, r_exp=-2)
+    assert spec.thresholds.upper_critical == 3.64
 
 
 def test_profile_from_config() -> None:
