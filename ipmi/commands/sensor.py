@@ -17,9 +17,10 @@ from ipmi.commands.storage import read_sdr
 
 #: Get Sensor Reading byte 2: event messages enabled, sensor scanning enabled
 _ENABLED = 0xC0
-#: ... of a sensor not scanned while the server is off: events enabled, scanning disabled,
-#: reading unavailable (bit 5): ipmitool and freeipmi show it as "na" / "N/A"
-_UNAVAILABLE = 0x80 | 0x20
+#: ... of a sensor not scanned while the server is off: reading/state unavailable (bit 5),
+#: the enables as configured, as OpenBMC and Supermicro BMCs answer for host-powered sensors:
+#: ipmitool shows "no reading" / "na", freeipmi "N/A"
+_UNAVAILABLE = 0x80 | 0x40 | 0x20
 
 
 def _sensor(ctx: Context) -> sdr.SensorRef:

@@ -44,9 +44,13 @@ def ipmitool(bmc: Emulator, *command: str, node: int = 0) -> str:
 
 def freeipmi(bmc: Emulator, program: str, *args: str, node: int = 0) -> str:
     target = bmc.nodes[node]
-    result = run([program, "-h", target.ipmi_address, "--config-file=/dev/null",
-                  "-u", bmc.username, "-p", bmc.password, "-D", "LAN_2_0",
-                  f"--hostname={target.ipmi_address}:{target.ipmi_port}", *args])
+    cache: list[str] = []
+    if program in ("ipmi-sensors", "ipmi-sel"):  # the SDR cache here, not in the user's home
+        directory = bmc.workdir / "sdr-cache"
+        directory.mkdir(exist_ok=True)
+        cache = ["--sdr-cache-directory", str(directory), "--quiet-cache"]
+    result = run([program, "-h", f"{target.ipmi_address}:{target.ipmi_port}",
+                  "-u", bmc.username, "-p", bmc.password, "-D", "LAN_2_0", *cache, *args])
     assert result.returncode == 0, f"{program}: {result.stdout}{result.stderr}"
     return result.stdout
 
@@ -54,7 +58,13 @@ def freeipmi(bmc: Emulator, program: str, *args: str, node: int = 0) -> str:
 @pytest.fixture(scope="module")
 def bmc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     launcher = Launcher(tmp_path_factory.mktemp("fidelity"))
-    yield launcher(nodes=3)
+    # node 3: a fan that only reaches 280 RPM, under its 600 RPM critical threshold
+    weak = {"name": "weak", "sensors": [
+        {"name": "FAN1", "kind": "fan", "on": 280, "off": 0,
+         "thresholds": {"lower_critical": 600}},
+        {"name": "Inlet Temp", "kind": "temperature", "on": 24, "off": 23,
+         "scanning": "always", "entity": [0x37, 1]}]}
+    yield launcher(nodes=[{}, {}, {}, weak])
     launcher.close()
 
 
@@ -94,6 +104,22 @@ def test_sensors_not_scanned_while_off_and_the_sel_across_a_power_cycle(bmc: Emu
         "System ACPI Power State ACPI State S0/G0: working",
         "Power Unit Power Unit Power off/down",
     ], sel
+
+
+def test_a_fan_failing_while_the_server_runs_is_logged_and_decoded(bmc: Emulator) -> None:
+    ipmitool(bmc, "power", "on", node=3)
+    elist = ipmitool(bmc, "sel", "elist", node=3)
+    # ipmitool decodes the event data: trigger reading and threshold (raw, M = 4, 10^1)
+    assert re.search(r"Fan FAN1 \| Lower Critical going low\s+\| Asserted \| "
+                     r"Reading 280 < Threshold 600 RPM", elist), elist
+    sensors = freeipmi(bmc, "ipmi-sensors", node=3)
+    assert re.search(r"\| FAN1\s+\| Fan\s+\| 280\.00\s+\| RPM\s+\| 'At or Below \(<=\) Lower "
+                     r"Critical Threshold'", sensors), sensors
+    sel = freeipmi(bmc, "ipmi-sel", node=3)
+    assert re.search(r"\| FAN1\s+\| Fan\s+\| Lower Critical - going low", sel), sel
+    ipmitool(bmc, "power", "off", node=3)
+    fans = [line for line in ipmitool(bmc, "sel", "elist", node=3).splitlines() if "FAN1" in line]
+    assert len(fans) == 1  # the power-off stops scanning: no deassertion, no new event
 
 
 def test_reset_and_diag_leave_their_marks(bmc: Emulator) -> None:

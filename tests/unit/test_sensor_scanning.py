@@ -105,8 +105,8 @@ def test_ipmi_reading_unavailable_while_off_and_back_when_on() -> None:
     node = make_node()
     fan = node.sensors.spec("FAN1").number
     inlet = node.sensors.spec("Inlet Temp").number
-    # byte 2: events enabled (80h), scanning disabled (40h clear), reading unavailable (20h)
-    assert sensor_reading(node, fan) == bytes((0x00, 0xA0, 0xC0, 0x80))
+    # byte 2: events and scanning enabled (C0h) as configured, reading unavailable (20h)
+    assert sensor_reading(node, fan) == bytes((0x00, 0xE0, 0xC0, 0x80))
     assert sensor_reading(node, inlet)[1] == 0xC0  # scanned: 23 C, raw 23 at 1 C a count
     assert sensor_reading(node, inlet)[0] == 23
     node.power(PowerAction.ON)
