@@ -100,6 +100,7 @@ class ProcessBackend(Backend):
         self._new_children: list[subprocess.Popen[bytes]] = []
         self._sink: Callable[[bytes], None] | None = None
         self._early = bytearray()
+        self._muted = False  # the power was cut: console output is dropped until power-on
         self._master = self._slave = -1
         self._tty_attrs: list[Any] | None = None
         self._wake_r, self._wake_w = -1, -1
@@ -124,6 +125,7 @@ class ProcessBackend(Backend):
                 return
             self._open_pty()
             self._reset_tty()
+            self._muted = False
             argv = [sys.executable, "-I", "-S", PTYEXEC, *self.command]
             try:
                 proc = subprocess.Popen(argv, stdin=self._slave, stdout=self._slave,
@@ -176,12 +178,17 @@ class ProcessBackend(Backend):
                 os.kill(proc.pid, sig)
 
     def _stop(self, grace: float) -> None:
-        """Stop the running program, if any: its exit is expected, so no power-lost event."""
+        """Stop the running program, if any: its exit is expected, so no power-lost event.
+
+        Power is cut, not a button pressed: whatever the program prints while it stops (the
+        graceful signal lets it clean up) never reaches the console, as a server whose power
+        is cut says nothing. The next power-on flushes the pty and unmutes it."""
         with self._lock:
             proc, self._proc = self._proc, None
             if proc is None:
                 return
             self._expected.add(proc)
+            self._muted = True
         _terminate(proc, grace)
 
     def _child_env(self, boot_device: BootDevice) -> dict[str, str]:
@@ -243,6 +250,8 @@ class ProcessBackend(Backend):
 
     def _emit(self, data: bytes) -> None:
         with self._lock:
+            if self._muted:
+                return
             sink = self._sink
             if sink is None:
                 self._early += data

@@ -10,7 +10,10 @@ serial console. It reads its boot from the environment the backend sets:
 
 Signals are how the BMC reaches it, as on real hardware: SIGTERM (ACPI power button) shuts the
 "OS" down and exits, SIGUSR1 is the NMI (the kernel logs it and carries on), SIGHUP (the BMC
-went away) exits at once. Stdlib only, no imports from this project: it runs as a plain script.
+went away) exits at once. A hard power-off is no signal to the machine: the `process` backend
+stops it and drops whatever it prints while stopping (a cut power prints nothing). The login
+prompt wants a user name (any; no password), as a getty does. Stdlib only, no imports from
+this project: it runs as a plain script.
 """
 
 from __future__ import annotations
@@ -170,9 +173,9 @@ class Machine:
         say()
         while True:
             name = self.prompt(f"{self.hostname} login: ")
-            if name is None:
-                continue
-            name = name.strip() or "root"
+            if name is None or not name.strip():
+                continue  # as getty: an empty line asks again
+            name = name.strip()
             say(f"Linux {self.hostname} {KERNEL} #1 SMP PREEMPT_DYNAMIC x86_64")
             say()
             self.shell(name)

@@ -26,7 +26,6 @@ from bmc.users import UserStore
 
 if TYPE_CHECKING:
     from bmc.bios import Bios
-    from bmc.events import EventService
     from bmc.firmware import Firmware
     from bmc.inventory import Inventory
     from bmc.lockout import AccountLockout
@@ -164,7 +163,9 @@ class Identity:
     manufacturer: str = "bmc-emulator"
     product: str = "Virtual Server"
     serial: str = ""
-    manufacturer_id: int = 0  # IANA enterprise number in Get Device ID; 0 = unspecified
+    #: IANA enterprise number in Get Device ID: 32473, RFC 5612's "Example Enterprise Number
+    #: for Documentation Use" (no vendor's; ipmitool and freeipmi name it), not "Reserved (0)"
+    manufacturer_id: int = 32473
     product_id: int = 0x0001
     firmware_version: str = "1.0"
 
@@ -176,7 +177,7 @@ def node_uuid(name: str) -> str:
 
 #: the node's BMC features: built together on first use, see `Node.build_features`
 FEATURES = frozenset({"sensors", "sel", "inventory", "lockout", "tasks", "system_log", "bios",
-                      "secure_boot", "virtual_media", "firmware", "event_service"})
+                      "secure_boot", "virtual_media", "firmware"})
 
 
 class Node:
@@ -193,7 +194,6 @@ class Node:
     secure_boot: SecureBoot
     virtual_media: VirtualMedia
     firmware: Firmware
-    event_service: EventService
 
     def __init__(self, name: str, backend: Backend, users: UserStore | None = None,
                  uuid: str | None = None, identity: Identity | None = None,
@@ -259,7 +259,6 @@ class Node:
                 return  # built meanwhile, or being built by this very thread
             self._features_state = "building"
             from bmc.bios import Bios
-            from bmc.events import EventService
             from bmc.firmware import Firmware
             from bmc.inventory import default_inventory
             from bmc.lockout import AccountLockout
@@ -276,8 +275,8 @@ class Node:
                                        powered=lambda: self.power_state is PowerState.ON)
             self.sel = SystemEventLog(refresh=self.sensors.poll)
             record_node_events(self)
-            # the features behind Redfish; most follow the node's events (the event service
-            # last: it listens to the log and the tasks)
+            # the features behind Redfish; most follow the node's events (Redfish's event
+            # service, redfish.event_service, listens to them once a client asks for it)
             self.inventory = default_inventory(self.name)
             self.lockout = AccountLockout()
             self.tasks = TaskStore()
@@ -286,7 +285,6 @@ class Node:
             self.secure_boot = SecureBoot(self)
             self.virtual_media = VirtualMedia(self)
             self.firmware = Firmware(self, self.tasks)
-            self.event_service = EventService(self)
             self._features_state = "built"
 
     def __getattr__(self, name: str) -> Any:

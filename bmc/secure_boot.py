@@ -1,8 +1,12 @@
-"""UEFI Secure Boot of a simulated server: the setting, the key state and the last boot.
+"""UEFI Secure Boot of a simulated server: the setting, the key databases and the last boot.
 
 `enabled` is the setup option; whether the *running* boot was verified (`current_boot`) is
 only decided when the server boots, from the option, the boot mode (Secure Boot needs UEFI)
 and whether a platform key is installed.
+
+The key databases are UEFI's: PK (platform key), KEK (key exchange keys), db (allowed), dbx
+(forbidden), each holding its factory keys or nothing, and the read-only factory defaults
+(PKDefault ...) they are reset from. Without a PK the firmware is in setup mode.
 """
 
 from __future__ import annotations
@@ -15,6 +19,15 @@ if TYPE_CHECKING:
 
 #: Redfish SecureBoot.ResetKeys types
 RESET_KEYS_TYPES = ("ResetAllKeysToDefault", "DeleteAllKeys", "DeletePK")
+#: Redfish SecureBootDatabase.ResetKeys types
+DATABASE_RESET_TYPES = ("ResetAllKeysToDefault", "DeleteAllKeys")
+#: the databases a UEFI firmware keeps (UEFI 2.x variable names), writable ones first
+DATABASES = ("PK", "KEK", "db", "dbx")
+DEFAULT_DATABASES = tuple(f"{name}Default" for name in DATABASES)
+DESCRIPTIONS = {
+    "PK": "Platform Key", "KEK": "Key Exchange Keys", "db": "Authorized Signature Database",
+    "dbx": "Forbidden Signature Database",
+}
 
 
 class SecureBootError(ValueError):
@@ -28,7 +41,8 @@ class SecureBoot:
         self._node = node
         self._lock = threading.Lock()
         self._enabled = False
-        self._keys_installed = True  # factory keys: platform key present, "DeployedMode"
+        # factory keys everywhere: platform key present, "DeployedMode"
+        self._installed = dict.fromkeys(DATABASES, True)
         self._current_boot = False
         node.subscribe(self._on_event)
 
@@ -41,7 +55,7 @@ class SecureBoot:
     def mode(self) -> str:
         """Redfish SecureBootMode: SetupMode without a platform key, else DeployedMode."""
         with self._lock:
-            return "DeployedMode" if self._keys_installed else "SetupMode"
+            return "DeployedMode" if self._installed["PK"] else "SetupMode"
 
     @property
     def current_boot(self) -> str:
@@ -56,14 +70,39 @@ class SecureBoot:
             self._enabled = enabled
 
     def reset_keys(self, reset_type: str) -> None:
+        """SecureBoot.ResetKeys: every database to its default, emptied, or only PK deleted."""
         if reset_type not in RESET_KEYS_TYPES:
             raise SecureBootError(f"unknown ResetKeysType {reset_type!r}")
         with self._lock:
-            # without a platform key the firmware is in setup mode and verifies nothing
-            self._keys_installed = reset_type == "ResetAllKeysToDefault"
+            if reset_type == "DeletePK":
+                self._installed["PK"] = False
+            else:
+                self._installed = dict.fromkeys(DATABASES, reset_type == "ResetAllKeysToDefault")
+
+    # -- the key databases ------------------------------------------------------------------
+    @staticmethod
+    def databases() -> tuple[str, ...]:
+        """The database names (Redfish DatabaseId and Id), the factory defaults last."""
+        return DATABASES + DEFAULT_DATABASES
+
+    def has_keys(self, database: str) -> bool:
+        """Whether `database` holds keys now (KeyError for an unknown one)."""
+        if database in DEFAULT_DATABASES:
+            return True  # the firmware's own copies: never changed
+        with self._lock:
+            return self._installed[database]
+
+    def reset_database(self, database: str, reset_type: str) -> None:
+        """SecureBootDatabase.ResetKeys on one database; the defaults cannot be changed."""
+        if database not in DATABASES:
+            raise SecureBootError(f"{database} is read-only")
+        if reset_type not in DATABASE_RESET_TYPES:
+            raise SecureBootError(f"unknown ResetKeysType {reset_type!r}")
+        with self._lock:
+            self._installed[database] = reset_type == "ResetAllKeysToDefault"
 
     def _on_event(self, node: Node, event: NodeEvent) -> None:
         if event.kind == "power" and event.detail.get("boot_device") is not None:
             uefi = node.boot_override.uefi
             with self._lock:
-                self._current_boot = self._enabled and self._keys_installed and uefi
+                self._current_boot = self._enabled and self._installed["PK"] and uefi

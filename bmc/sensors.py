@@ -12,6 +12,13 @@ Thresholds follow IPMI (lower/upper non-critical, critical, non-recoverable) wit
 Each crossing is reported once to subscribers as a `ThresholdEvent` (the SEL logs them);
 crossings are found whenever the sensors are read or the power changes.
 
+A sensor on the server's main power (`scanning="powered"`: fans, CPU temperatures, the host's
+voltage rails) is not scanned while the server is off, as on a real BMC: it has no reading
+(IPMI "reading unavailable", ipmitool `na`; Redfish `Reading: null`, `StandbyOffline`) and no
+threshold events, so a power-off does not fill the SEL with "fan stopped" criticals. Its
+thresholds are re-armed when scanning resumes. `scanning="always"` sensors (inlet temperature,
+the power supplies' standby readings) are read whatever the server does.
+
     readings = node.sensors.readings()            # list[Sensor], in sensor-number order
     fan = node.sensors.reading("FAN1")            # Sensor(value=8400.0, unit="RPM", ...)
     node.sensors.subscribe(lambda event: ...)     # ThresholdEvent, outside the model's lock
@@ -29,7 +36,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +69,9 @@ UPPER = THRESHOLD_NAMES[3:]
 SEVERITY = {"lower_non_critical": 1, "upper_non_critical": 1, "lower_critical": 2,
             "upper_critical": 2, "lower_non_recoverable": 3, "upper_non_recoverable": 3}
 STATUS_NAMES = ("ok", "non-critical", "critical", "non-recoverable")
+#: when a sensor is scanned: "always" (standby power) or "powered" (while the server is on)
+Scanning = Literal["always", "powered"]
+SCANNING: tuple[Scanning, ...] = ("always", "powered")
 
 
 @dataclass(frozen=True)
@@ -149,9 +159,9 @@ def auto_scale(kind: SensorKind, values: Iterable[float]) -> Scale:
 class SensorSpec:
     """One sensor of a profile. `on`/`off` are the steady values in each power state.
 
-    `number` is the IPMI sensor number (default: position in the profile, from 1). `standby`
-    sensors keep working with the server off; the others are on the server's main power
-    (Redfish shows them `StandbyOffline` when it is off).
+    `number` is the IPMI sensor number (default: position in the profile, from 1).
+    `scanning` "always" sensors keep working with the server off; "powered" ones are on the
+    server's main power and are not scanned while it is off (no reading, no events).
     """
 
     name: str
@@ -164,10 +174,13 @@ class SensorSpec:
     hysteresis: float = 0.0
     number: int = 0
     entity: tuple[int, int] = (0x07, 1)  # IPMI entity ID and instance (default system board)
-    standby: bool = False
+    scanning: Scanning = "powered"
     scale: Scale | None = None  # None: chosen from the values and thresholds
 
     def __post_init__(self) -> None:
+        if self.scanning not in SCANNING:
+            raise ValueError(f"sensor {self.name!r}: scanning must be one of "
+                             f"{', '.join(SCANNING)}, not {self.scanning!r}")
         if not self.name or len(self.name.encode("latin-1", "replace")) > 16:
             raise ValueError(f"sensor name {self.name!r}: 1 to 16 characters")
         if self.kind is not SensorKind.PSU and self.scale is None:
@@ -194,15 +207,20 @@ class SensorSpec:
     def target(self, powered: bool) -> float:
         return self.on if powered else self.off
 
+    def scanned(self, powered: bool) -> bool:
+        """Whether the BMC scans this sensor while the server is on (`powered`) or off."""
+        return powered or self.scanning == "always"
+
 
 @dataclass(frozen=True)
 class Sensor:
-    """A reading. `value` is quantised to the sensor's resolution (None for discrete sensors).
+    """A reading. `value` is quantised to the sensor's resolution (None for discrete sensors
+    and for a sensor that is not being scanned).
 
     `status` is "ok", "non-critical", "critical" or "non-recoverable" (the worst threshold
-    crossed, with hysteresis); `health` is its Redfish form. `powered` is False for a
-    main-power sensor while the server is off (a stopped fan: Redfish State "StandbyOffline",
-    best left out of health rollups). `states` lists a discrete sensor's asserted states
+    crossed, with hysteresis); `health` is its Redfish form. `scanning` is False for a
+    main-power sensor while the server is off: it has no reading, no status (`health` None)
+    and is left out of health rollups. `states` lists a discrete sensor's asserted states
     (a PSU: "present").
     """
 
@@ -214,12 +232,28 @@ class Sensor:
     thresholds: Thresholds
     status: str
     asserted: frozenset[str]  # threshold names currently crossed
-    powered: bool
+    scanning: bool
     states: tuple[str, ...] = ()
 
     @property
-    def health(self) -> str:
+    def health(self) -> str | None:
+        """Redfish Health; None while the sensor is not scanned (it has no state to tell)."""
+        if not self.scanning:
+            return None
         return {"ok": "OK", "non-critical": "Warning"}.get(self.status, "Critical")
+
+
+HEALTH_ORDER = ("OK", "Warning", "Critical")
+
+
+def rollup(sensors: Iterable[Sensor]) -> str:
+    """The worst Redfish Health of the sensors being scanned ("OK" if none is)."""
+    worst = 0
+    for sensor in sensors:
+        health = sensor.health
+        if health is not None:
+            worst = max(worst, HEALTH_ORDER.index(health))
+    return HEALTH_ORDER[worst]
 
 
 @dataclass(frozen=True)
@@ -240,7 +274,7 @@ ThresholdListener = Callable[[ThresholdEvent], None]
 
 def _temperature(name: str, on: float, off: float, *, settle: float, entity: tuple[int, int],
                  high: tuple[float, float, float], low: tuple[float, float] | None = None,
-                 noise: float = 0.6) -> SensorSpec:
+                 noise: float = 0.6, scanning: Scanning = "powered") -> SensorSpec:
     unc, uc, unr = high
     lc, lnc = low or (None, None)
     return SensorSpec(name, SensorKind.TEMPERATURE, on, off,
@@ -248,11 +282,12 @@ def _temperature(name: str, on: float, off: float, *, settle: float, entity: tup
                                  upper_non_critical=unc, upper_critical=uc,
                                  upper_non_recoverable=unr),
                       settle=settle, noise=noise, hysteresis=2.0, entity=entity,
-                      standby=True)
+                      scanning=scanning)
 
 
 def _fan(index: int, rpm: float) -> SensorSpec:
-    # Only a critical low threshold (as many vendors do): a stopped fan is logged once
+    # Only a critical low threshold (as many vendors do): a fan that stops while the server
+    # runs is logged; one stopped by a power-off is not scanned (no event)
     return SensorSpec(f"FAN{index}", SensorKind.FAN, rpm, 0.0,
                       Thresholds(lower_critical=600.0), noise=120.0, hysteresis=120.0,
                       entity=(0x1D, index))
@@ -263,21 +298,24 @@ def _voltage(name: str, nominal: float, loaded: float, step: float) -> SensorSpe
     t = Thresholds(*(round(nominal * (1 + k), 3) for k in (-0.15, -0.10, -0.05,
                                                            0.05, 0.10, 0.15)))
     return SensorSpec(name, SensorKind.VOLTAGE, loaded, nominal, t, noise=step,
-                      hysteresis=step * 2, entity=(0x07, 1), standby=True)
+                      hysteresis=step * 2, entity=(0x07, 1))
 
 
 def default_profile() -> list[SensorSpec]:
     """A two-socket 1U server (the profile of every node unless `Node(sensors=...)`):
 
-    | # | sensor | on / off | thresholds |
-    | - | --- | --- | --- |
-    | 1-2 | CPU1/CPU2 Temp | 52/49 C / 24 C, 30 s | UNC 85, UC 95, UNR 105 |
-    | 3 | Inlet Temp | 24 C / 23 C | LC 3, LNC 8, UNC 40, UC 45, UNR 50 |
-    | 4 | System Temp | 36 C / 24 C, 90 s | UNC 70, UC 80, UNR 90 |
-    | 5-8 | FAN1..FAN4 | ~8400 RPM / 0 | LC 600 (a stopped fan is logged) |
-    | 9-11 | 12V, 5V, 3.3V | slightly under nominal when loaded | +-5/10/15 % |
-    | 12-13 | PSU1/PSU2 Status | presence detected | - |
-    | 14 | Total Power | ~210 W / 8 W standby | UNC 420, UC 480 |
+    | # | sensor | on / off | thresholds | scanned |
+    | - | --- | --- | --- | --- |
+    | 1-2 | CPU1/CPU2 Temp | 52/49 C / (24 C) | UNC 85, UC 95, UNR 105 | powered |
+    | 3 | Inlet Temp | 24 C / 23 C | LC 3, LNC 8, UNC 40, UC 45, UNR 50 | always |
+    | 4 | System Temp | 36 C / (24 C), 90 s | UNC 70, UC 80, UNR 90 | powered |
+    | 5-8 | FAN1..FAN4 | ~8400 RPM / (0) | LC 600 | powered |
+    | 9-11 | 12V, 5V, 3.3V | slightly under nominal when loaded | +-5/10/15 % | powered |
+    | 12-13 | PSU1/PSU2 Status | presence detected | - | always |
+    | 14 | Total Power | ~210 W / 8 W standby | UNC 420, UC 480 | always |
+
+    Values in brackets are not shown (the sensor is not scanned while the server is off) but
+    are where a reading starts from at the next power-on (CPUs cool down while off).
     """
     ambient = 24.0
     specs = [
@@ -286,18 +324,18 @@ def default_profile() -> list[SensorSpec]:
         _temperature("CPU2 Temp", 49.0, ambient, settle=30.0, entity=(0x03, 2),
                      high=(85.0, 95.0, 105.0)),
         _temperature("Inlet Temp", 24.0, 23.0, settle=120.0, entity=(0x37, 1),
-                     high=(40.0, 45.0, 50.0), low=(3.0, 8.0), noise=0.4),
+                     high=(40.0, 45.0, 50.0), low=(3.0, 8.0), noise=0.4, scanning="always"),
         _temperature("System Temp", 36.0, ambient, settle=90.0, entity=(0x07, 1),
                      high=(70.0, 80.0, 90.0), noise=0.4),
         *(_fan(i, rpm) for i, rpm in enumerate((8400.0, 8520.0, 8280.0, 8400.0), start=1)),
         _voltage("12V", 12.0, 11.94, 0.03),
         _voltage("5V", 5.0, 4.98, 0.015),
         _voltage("3.3V", 3.3, 3.29, 0.01),
-        SensorSpec("PSU1 Status", SensorKind.PSU, entity=(0x0A, 1), standby=True),
-        SensorSpec("PSU2 Status", SensorKind.PSU, entity=(0x0A, 2), standby=True),
+        SensorSpec("PSU1 Status", SensorKind.PSU, entity=(0x0A, 1), scanning="always"),
+        SensorSpec("PSU2 Status", SensorKind.PSU, entity=(0x0A, 2), scanning="always"),
         SensorSpec("Total Power", SensorKind.POWER, 210.0, 8.0,
                    Thresholds(upper_non_critical=420.0, upper_critical=480.0), noise=6.0,
-                   hysteresis=10.0, entity=(0x13, 1), standby=True),
+                   hysteresis=10.0, entity=(0x13, 1), scanning="always"),
     ]
     return specs
 
@@ -393,9 +431,11 @@ class SensorModel:
         self._start = {s.name: s.target(on) for s in self.specs}
         self._asserted: dict[str, frozenset[str]] = {}
         for spec in self.specs:
-            if spec.analog:
+            if spec.analog and spec.scanned(on):
                 value = self._value(spec, self._changed_at)
                 self._asserted[spec.name] = self._crossed(spec, value, frozenset())
+            else:
+                self._asserted[spec.name] = frozenset()
         self._power_stats = _Stats()
 
     # -- public API -------------------------------------------------------------------------
@@ -542,11 +582,17 @@ class SensorModel:
         readings: list[Sensor] = []
         events: list[ThresholdEvent] = []
         for spec in self.specs:
-            powered = spec.standby or self._on
+            scanning = spec.scanned(self._on)
             if not spec.analog:
                 readings.append(Sensor(spec.name, spec.number, spec.kind, None, None,
-                                       spec.thresholds, "ok", frozenset(), powered,
-                                       ("present",)))
+                                       spec.thresholds, "ok", frozenset(), scanning,
+                                       ("present",) if scanning else ()))
+                continue
+            if not scanning:
+                # not scanned: no reading, no events; its thresholds re-arm when it resumes
+                self._asserted[spec.name] = frozenset()
+                readings.append(Sensor(spec.name, spec.number, spec.kind, spec.unit, None,
+                                       spec.thresholds, "ok", frozenset(), False))
                 continue
             value = self._value(spec, now)
             before = self._asserted[spec.name]
@@ -554,7 +600,7 @@ class SensorModel:
             self._asserted[spec.name] = after
             level = max((SEVERITY[name] for name in after), default=0)
             sensor = Sensor(spec.name, spec.number, spec.kind, spec.unit, value,
-                            spec.thresholds, STATUS_NAMES[level], after, powered)
+                            spec.thresholds, STATUS_NAMES[level], after, True)
             readings.append(sensor)
             if spec.kind is SensorKind.POWER:
                 self._power_stats.add(now, value)

@@ -177,6 +177,9 @@ def _redfish_headers(response: Response) -> Response:
     headers.setdefault("Cache-Control", "no-cache")
     rule = req.url_rule
     status = response.status_code
+    if status == 204:
+        # no body, so no Content-Type (Flask's default would say text/html)
+        headers.remove("Content-Type")
     if rule is not None and status < 400:
         allow: dict[str, str] = current_app.extensions["redfish.allow"]
         headers["Allow"] = allow.get(rule.rule, "")

@@ -12,11 +12,16 @@ import logging
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bmc.lockout import AccountLockout
 from bmc.users import Privilege, User, UserStore
+
+if TYPE_CHECKING:
+    from bmc.node import Node
 
 log = logging.getLogger(__name__)
 
@@ -176,3 +181,27 @@ def from_basic(users: UserStore, name: str, password: str,
                lockout: AccountLockout | None = None) -> Principal | None:
     user = login(users, name, password, lockout)
     return Principal(user, None) if user else None
+
+
+#: the Redfish session store of each node, for the listeners that are not the Redfish app but
+#: accept its sessions (the WebSocket console); the app registers a node's store on first use
+_SESSION_STORES: weakref.WeakKeyDictionary[Node, SessionStore] = weakref.WeakKeyDictionary()
+_SESSION_STORES_LOCK = threading.Lock()
+
+
+def register_sessions(node: Node, store: SessionStore) -> None:
+    with _SESSION_STORES_LOCK:
+        _SESSION_STORES[node] = store
+
+
+def sessions_of(node: Node) -> SessionStore | None:
+    """The node's Redfish sessions; None if no Redfish request has been served for it yet
+    (then no session exists either)."""
+    with _SESSION_STORES_LOCK:
+        return _SESSION_STORES.get(node)
+
+
+def from_token_of(node: Node, token: str) -> Principal | None:
+    """The principal a Redfish session token (X-Auth-Token) opens on `node`, or None."""
+    store = sessions_of(node)
+    return from_token(node.users, store, token) if store is not None and token else None

@@ -1,6 +1,11 @@
 """The WebSocket serial console: a node's console hub, both ways, over a WebSocket.
 
-    ws://HOST:PORT/redfish/v1/Managers/BMC/SerialConsole/WebSocket   (HTTP Basic credentials)
+    ws://HOST:PORT/redfish/v1/Managers/BMC/SerialConsole/WebSocket
+
+Credentials: HTTP Basic, or a Redfish session token (POST /redfish/v1/SessionService/Sessions)
+as an `X-Auth-Token` header or, for browsers (which cannot set headers on a WebSocket), as the
+WebSocket subprotocol (`new WebSocket(url, [token])`, as OpenBMC's bmcweb takes it); the
+server then selects that subprotocol, as RFC 6455 wants.
 
 Console output goes to the client as binary messages, the recent output (the boot banner)
 first; what the client sends (binary or text) is typed on the console, if this viewer is the
@@ -26,6 +31,7 @@ import contextlib
 import logging
 import socket
 import threading
+from collections.abc import Sequence
 from functools import partial
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -110,6 +116,7 @@ class ConsoleWebSocketServer:
                 servers.append(await serve(
                     partial(self._handler, node), sock=sock, compression=None,
                     process_request=partial(self._check, node), max_size=MAX_MESSAGE,
+                    select_subprotocol=_token_subprotocol,
                     ping_interval=20, ping_timeout=20, server_header="bmc-emulator"))
         except Exception as exc:
             self._error = exc  # before _ready: start() reads it as soon as it wakes
@@ -145,6 +152,10 @@ class ConsoleWebSocketServer:
             return connection.respond(HTTPStatus.NOT_FOUND, "Not found: the console is at "
                                       f"{PATH}\n")
         user = _basic_user(node, request.headers.get("Authorization", ""))
+        if user is None:
+            user, token = _token_user(node, request)
+            if token is not None:
+                connection.token_subprotocol = token  # type: ignore[attr-defined]
         if user is None:
             response = connection.respond(HTTPStatus.UNAUTHORIZED, "Authentication required\n")
             response.headers["WWW-Authenticate"] = REALM
@@ -222,6 +233,28 @@ def _basic_user(node: Node, header: str) -> Any:
     except (binascii.Error, UnicodeDecodeError):
         return None
     return auth.login(node.users, name, password, node.lockout) if sep else None
+
+
+def _token_user(node: Node, request: Request) -> tuple[Any, str | None]:
+    """(user, subprotocol to select) of a Redfish session token in `X-Auth-Token` or offered
+    as a subprotocol; (None, None) if neither opens a session."""
+    header = request.headers.get("X-Auth-Token", "").strip()
+    if header:
+        principal = auth.from_token_of(node, header)
+        return (principal.user if principal else None), None
+    offered = request.headers.get_all("Sec-WebSocket-Protocol")
+    for value in offered:
+        for token in (part.strip() for part in value.split(",")):
+            principal = auth.from_token_of(node, token)
+            if principal is not None:
+                return principal.user, token
+    return None, None
+
+
+def _token_subprotocol(connection: ServerConnection, offered: Sequence[str]) -> str | None:
+    """Select the subprotocol that carried the session token (None: select none)."""
+    token = getattr(connection, "token_subprotocol", None)
+    return token if token in offered else None
 
 
 def _listen(address: str, port: int) -> socket.socket:

@@ -18,7 +18,7 @@ from flask import current_app, g, request
 
 from bmc.node import Node
 from redfish import NODE_ENVIRON_KEY
-from redfish.auth import Principal, SessionStore
+from redfish.auth import Principal, SessionStore, register_sessions
 from redfish.errors import RedfishError, error, forbidden, not_found
 
 __all__ = ["NODE_ENVIRON_KEY", "NodeState", "NodeStates", "action_body", "find", "json_body",
@@ -49,6 +49,7 @@ class NodeStates:
             if state is None:
                 state = NodeState(SessionStore(self._timeout, self._limit))
                 self._states[node] = state
+                register_sessions(node, state.sessions)
             return state
 
 

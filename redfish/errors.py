@@ -7,6 +7,7 @@ carries. Messages come from the DMTF Base message registry (the subset this serv
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,6 +189,19 @@ _BASE: dict[str, tuple[str, str, str]] = {
 }
 
 
+#: a URL's user:password part: from the scheme to the last "@" of the same token (a password
+#: may hold characters a URL parser would stop at; better to hide too much than too little)
+_CREDENTIALS = re.compile(r"""(?i)\b([a-z][a-z0-9+.-]*://)[^\s"'<>]*@""")
+
+
+def redact_urls(text: str) -> str:
+    """`text` with the user:password of every URL in it replaced by `***`: error bodies echo
+    what the client sent (an image URL, an event destination), never its credentials."""
+    if "@" not in text:
+        return text
+    return _CREDENTIALS.sub(r"\1***@", text)
+
+
 @dataclass(frozen=True)
 class Message:
     """One `@Message.ExtendedInfo` entry."""
@@ -201,17 +215,18 @@ class Message:
 
     def to_json(self) -> dict[str, Any]:
         template, severity, resolution = _BASE[self.message_id]
+        args = [redact_urls(arg) for arg in self.args]
         text = self.text
         if text is None:
             text = template
             # highest index first, so %1 does not eat the front of %10
-            for i in range(len(self.args), 0, -1):
-                text = text.replace(f"%{i}", self.args[i - 1])
+            for i in range(len(args), 0, -1):
+                text = text.replace(f"%{i}", args[i - 1])
         info: dict[str, Any] = {
             "@odata.type": "#Message.v1_1_2.Message",
             "MessageId": f"{BASE_REGISTRY}.{self.message_id}",
-            "Message": text,
-            "MessageArgs": list(self.args),
+            "Message": redact_urls(text),
+            "MessageArgs": args,
             "Severity": severity,  # deprecated by MessageSeverity; older clients still read it
             "MessageSeverity": severity,
             "Resolution": self.resolution or resolution,

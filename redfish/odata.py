@@ -38,6 +38,8 @@ SCHEMAS: dict[str, str | None] = {
     "Bios": "v1_2_0",
     "AttributeRegistry": "v1_3_6",
     "SecureBoot": "v1_1_0",
+    "SecureBootDatabaseCollection": None,
+    "SecureBootDatabase": "v1_0_3",
     "VirtualMediaCollection": None,
     "VirtualMedia": "v1_6_0",
     "ProcessorCollection": None,

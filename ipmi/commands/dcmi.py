@@ -1,15 +1,24 @@
-"""DCMI 1.5 commands (NetFn 2Ch, group extension DCh): capabilities, power reading and the
-temperature sensors. Every request and response starts with the group extension byte DCh.
+"""DCMI 1.5 commands (NetFn 2Ch, group extension DCh): capabilities, power reading, the
+temperature sensors and the management controller identifier string. Every request and
+response starts with the group extension byte DCh.
+
+Power *limiting* (Get/Set/Activate Power Limit) is not implemented, so the capabilities do not
+advertise DCMI power management; Get Power Reading is answered all the same (clients such as
+`ipmitool dcmi power reading` ask without looking).
 """
 
 from __future__ import annotations
 
 import struct
+import threading
+import weakref
 from typing import TYPE_CHECKING
 
+from bmc.users import Privilege
 from ipmi.commands import (
     CC_INVALID_DATA_FIELD,
     CC_NOT_PRESENT,
+    CC_PARAM_OUT_OF_RANGE,
     CC_REQ_DATA_LEN_INVALID,
     NETFN_GROUP,
     Context,
@@ -18,6 +27,7 @@ from ipmi.commands import (
 )
 
 if TYPE_CHECKING:
+    from bmc.node import Node
     from bmc.sensors import SensorSpec
 
 # bmc.sensors and ipmi.sdr are imported where used: clients probe NetFn 2Ch (PICMG, VITA) in
@@ -53,9 +63,9 @@ def _power_sensor(ctx: Context) -> SensorSpec | None:
 
 def _capability(ctx: Context, parameter: int) -> bytes:
     match parameter:
-        case 0x01:  # supported capabilities: mandatory (1.0 layout), power management, LAN
-            power = 0x01 if _power_sensor(ctx) is not None else 0x00
-            return bytes((0x0F, power, 0x08))
+        case 0x01:  # supported capabilities: identification, SEL, chassis power,
+            # temperature monitoring; no optional ones (no power limiting); primary LAN
+            return bytes((0x0F, 0x00, 0x08))
         case 0x02:  # SEL: entry count and automatic rollover; GUID; temperatures monitored
             capacity = min(ctx.node.sel.capacity, 0x0FFF) | 0x8000
             return struct.pack("<HBB", capacity, 0x01, 0x07)
@@ -127,9 +137,80 @@ def get_temperature_readings(ctx: Context) -> bytes:
     specs = _temperatures(ctx, data[2])
     chosen = _selected(specs, data[3], data[4])
     readings = {s.name: s for s in ctx.node.sensors.readings()}
+    # a sensor not being scanned (the server is off) has no temperature to report
+    chosen = [spec for spec in chosen if readings[spec.name].value is not None]
     body = b""
     for spec in chosen:
         value = round(readings[spec.name].value or 0.0)
         sign = 0x80 if value < 0 else 0x00
         body += bytes((sign | min(abs(value), 0x7F), spec.entity[1]))
     return bytes((DCMI, len(specs), len(chosen))) + body
+
+
+# -- management controller identifier string (DCMI 1.5 section 6.4.6) ------------------------
+#: the ID string's room, its null terminator included
+MC_ID_SIZE = 64
+#: at most this many bytes per Get/Set request
+MC_ID_CHUNK = 16
+
+
+class McId:
+    """A node's MC ID string (what the BMC calls itself, e.g. in DHCP): the node name until
+    set. A write at offset 0 starts a new string; the string ends at its first null."""
+
+    def __init__(self, name: str) -> None:
+        self._lock = threading.Lock()
+        self._buffer = bytearray(name.encode("utf-8", "replace")[:MC_ID_SIZE - 1])
+
+    @property
+    def value(self) -> bytes:
+        with self._lock:
+            return bytes(self._buffer).split(b"\x00", 1)[0]
+
+    def write(self, offset: int, data: bytes) -> int:
+        """Write `data` at `offset`; the total length written so far (offset + len)."""
+        end = offset + len(data)
+        if end > MC_ID_SIZE:
+            raise IpmiError(CC_PARAM_OUT_OF_RANGE)
+        with self._lock:
+            if offset == 0:
+                self._buffer = bytearray()
+            if offset > len(self._buffer):
+                raise IpmiError(CC_PARAM_OUT_OF_RANGE)  # a hole in the string
+            self._buffer[offset:end] = data
+        return end
+
+
+_MC_IDS: weakref.WeakKeyDictionary[Node, McId] = weakref.WeakKeyDictionary()
+_MC_IDS_LOCK = threading.Lock()
+
+
+def mc_id(node: Node) -> McId:
+    with _MC_IDS_LOCK:
+        found = _MC_IDS.get(node)
+        if found is None:
+            found = _MC_IDS[node] = McId(node.name)
+        return found
+
+
+@command(NETFN_GROUP, 0x09)
+def get_mc_id_string(ctx: Context) -> bytes:
+    data = _request(ctx, 3)
+    offset, count = data[1], data[2]
+    if count > MC_ID_CHUNK or offset >= MC_ID_SIZE:
+        raise IpmiError(CC_PARAM_OUT_OF_RANGE)
+    value = mc_id(ctx.node).value
+    # the total length does not count the null terminator
+    return bytes((DCMI, len(value))) + value[offset:offset + count]
+
+
+@command(NETFN_GROUP, 0x0A, privilege=Privilege.ADMINISTRATOR)
+def set_mc_id_string(ctx: Context) -> bytes:
+    data = _request(ctx, 3)
+    offset, count = data[1], data[2]
+    chunk = data[3:]
+    if count > MC_ID_CHUNK or len(chunk) != count:
+        raise IpmiError(CC_REQ_DATA_LEN_INVALID if len(chunk) != count
+                        else CC_PARAM_OUT_OF_RANGE)
+    written = mc_id(ctx.node).write(offset, chunk)
+    return bytes((DCMI, written))

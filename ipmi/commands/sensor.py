@@ -17,6 +17,10 @@ from ipmi.commands.storage import read_sdr
 
 #: Get Sensor Reading byte 2: event messages enabled, sensor scanning enabled
 _ENABLED = 0xC0
+#: ... of a sensor not scanned while the server is off: reading/state unavailable (bit 5),
+#: the enables as configured, as OpenBMC and Supermicro BMCs answer for host-powered sensors:
+#: ipmitool shows "no reading" / "na", freeipmi "N/A"
+_UNAVAILABLE = 0x80 | 0x40 | 0x20
 
 
 def _sensor(ctx: Context) -> sdr.SensorRef:
@@ -43,12 +47,15 @@ def get_sensor_reading(ctx: Context) -> bytes:
     if ref.threshold:
         assert found is not None and ref.spec is not None and ref.spec.scale is not None
         _, reading = found
-        value = reading.value if reading.value is not None else 0.0
+        if reading.value is None:
+            return bytes((0x00, _UNAVAILABLE, 0xC0, 0x80))
         # byte 4: reserved bits of threshold sensors read as 1 (table 35-15)
-        return bytes((ref.spec.scale.to_raw(value), _ENABLED,
+        return bytes((ref.spec.scale.to_raw(reading.value), _ENABLED,
                       0xC0 | sdr.threshold_status(reading.asserted), 0x80))
     if found is None:
         ctx.node.sensors.poll()  # brings the power state the event sensors show up to date
+    if found is not None and not found[1].scanning:
+        return bytes((0x00, _UNAVAILABLE, 0x00, 0x80))
     states = sdr.discrete_states(ctx.node, ref)
     return bytes((0x00, _ENABLED, states & 0xFF, 0x80 | (states >> 8) & 0x7F))
 
@@ -101,6 +108,8 @@ def get_sensor_event_status(ctx: Context) -> bytes:
     if ref.threshold:
         found = ctx.node.sensors.by_number(ref.number)
         assert found is not None
+        if not found[1].scanning:
+            return bytes((_UNAVAILABLE,)) + b"\x00\x00\x00\x00"
         # an asserted lower threshold is its "going low" event, an upper one "going high"
         bits = sum(1 << sdr.EVENT_BIT[name] for name in found[1].asserted)
     else:

@@ -13,10 +13,10 @@ from typing import Any
 from flask import Blueprint, Response
 
 from bmc.bios import ATTRIBUTES, PASSWORD_NAMES, BiosError
-from bmc.events import iso
 from bmc.node import Node
 from redfish import context, odata, paths
 from redfish.errors import Message, RedfishError, error
+from redfish.event_service import iso
 from redfish.odata import Body, link
 from redfish.patching import Prop, check_if_match, parse_action, show
 from redfish.resources.registries import BIOS_REGISTRY_ID

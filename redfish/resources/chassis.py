@@ -6,6 +6,7 @@ from flask import Blueprint, Response
 
 from redfish import context, odata, paths
 from redfish.odata import link
+from redfish.resources.sensors import rolled_up_status
 
 bp = Blueprint("chassis", __name__)
 
@@ -34,7 +35,7 @@ def chassis(chassis_id: str) -> Response:
         SerialNumber=identity.serial,
         PowerState=node.power_state.value,
         UUID=node.uuid,
-        Status={"State": "Enabled", "Health": "OK"},
+        Status=rolled_up_status(node),
         Power=link(f"{uri}/Power"),
         Thermal=link(f"{uri}/Thermal"),
         PowerSubsystem=link(f"{uri}/PowerSubsystem"),

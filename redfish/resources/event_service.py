@@ -1,8 +1,8 @@
 """EventService: subscriptions that get events POSTed to them, test events, and an SSE stream.
 
-Delivery is `bmc.events`' job (background threads, bounded queues); this module only turns
-requests into subscriptions and streams. An SSE stream holds a server thread while it is open,
-so streams are capped (per BMC and per server), send a heartbeat comment every
+Delivery is `redfish.event_service`'s job (background threads, bounded queues); this module
+only turns requests into subscriptions and streams. An SSE stream holds a server thread while
+it is open, so streams are capped (per BMC and per server), send a heartbeat comment every
 `sse_heartbeat` seconds (a vanished client is noticed at the next write) and end after
 `sse_max_seconds` (clients reconnect; DSP0266 allows it).
 """
@@ -22,7 +22,12 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, request
 
-from bmc.events import (
+from bmc.logs import RESOURCE_EVENT
+from bmc.virtual_media import redact
+from redfish import context, odata, paths
+from redfish.errors import error
+from redfish.event_service import (
+    RETRY_POLICY,
     EventFilter,
     EventRecord,
     EventService,
@@ -30,10 +35,9 @@ from bmc.events import (
     StreamLimitError,
     Subscription,
 )
-from bmc.logs import RESOURCE_EVENT
-from bmc.virtual_media import redact
-from redfish import context, odata, paths
-from redfish.errors import error
+from redfish.event_service import (
+    service as events_of,
+)
 from redfish.odata import Body, link
 from redfish.patching import (
     Prop,
@@ -73,7 +77,8 @@ SUBSCRIPTION_PARAMS: dict[str, Prop] = {
     "Destination": Prop(str, max_length=2048, check=_check_destination, required=True),
     "Context": Prop(str, max_length=256),
     "Protocol": Prop(str, ("Redfish",)),
-    "SubscriptionType": Prop(str, ("RedfishEvent", "SSE")),
+    # an SSE "subscription" is made by opening the SSE URI, not by a POST: refused here
+    "SubscriptionType": Prop(str),
     "EventFormatType": Prop(str, ("Event",)),
     "EventTypes": STRINGS,  # deprecated; accepted and ignored
     "RegistryPrefixes": STRINGS,
@@ -82,9 +87,10 @@ SUBSCRIPTION_PARAMS: dict[str, Prop] = {
     "OriginResources": Prop(list, item=Prop(dict)),
     "SubordinateResources": Prop(bool),
     "HttpHeaders": Prop(list, item=Prop(dict)),
-    "DeliveryRetryPolicy": Prop(str, ("TerminateAfterRetries", "SuspendRetries",
-                                      "RetryForever", "RetryForeverWithBackoff")),
+    "DeliveryRetryPolicy": Prop(str),
 }
+#: what a POST may ask for, beyond its type: the only values this service carries out
+ONLY_VALUES = {"SubscriptionType": "RedfishEvent", "DeliveryRetryPolicy": RETRY_POLICY}
 SERVICE_SHAPE: Shape = {
     "ServiceEnabled": Prop(bool),
     "DeliveryRetryAttempts": Prop(int, minimum=0, maximum=10),
@@ -134,20 +140,20 @@ def subscription_body(sub: Subscription) -> Body:
         OriginResources=[link(o) for o in sub.filter.origin_resources],
         SubordinateResources=sub.filter.subordinate_resources,
         HttpHeaders=[],  # write-only: never shown (they may hold the receiver's credentials)
-        DeliveryRetryPolicy="TerminateAfterRetries",
+        DeliveryRetryPolicy=RETRY_POLICY,
         Status={"State": "Enabled", "Health": "OK"},
     )
 
 
 @bp.get(paths.EVENT_SERVICE)
 def get_service() -> Response:
-    return odata.json_response(service_body(context.node().event_service))
+    return odata.json_response(service_body(events_of(context.node())))
 
 
 @bp.patch(paths.EVENT_SERVICE)
 def patch_service() -> Response:
     context.require("ConfigureManager")
-    service = context.node().event_service
+    service = events_of(context.node())
     body = context.json_body()
     with context.state().write_lock:
         current = service_body(service)
@@ -164,7 +170,7 @@ def patch_service() -> Response:
 
 @bp.get(paths.SUBSCRIPTIONS)
 def subscriptions() -> Response:
-    service = context.node().event_service
+    service = events_of(context.node())
     return odata.json_response(odata.collection(
         "EventDestinationCollection", paths.SUBSCRIPTIONS, "Event Subscriptions Collection",
         [paths.subscription(s.id) for s in service.subscriptions()]))
@@ -175,6 +181,10 @@ def subscribe() -> Response:
     context.require("ConfigureManager")
     node = context.node()
     params = parse_action(context.json_body(), "EventDestination", SUBSCRIPTION_PARAMS)
+    for name, only in ONLY_VALUES.items():
+        if name in params and params[name] != only:
+            # refused rather than silently turned into what this service does
+            raise error(400, "PropertyValueNotInList", params[name], name, related=f"#/{name}")
     headers: dict[str, str] = {}
     for item in params.get("HttpHeaders", []):
         headers.update({str(k): str(v) for k, v in item.items()})
@@ -189,7 +199,7 @@ def subscribe() -> Response:
         origin_resources=[str(o) for o in origins],
         subordinate_resources=params.get("SubordinateResources", False))
     try:
-        sub = node.event_service.subscribe(params["Destination"], params.get("Context", ""),
+        sub = events_of(node).subscribe(params["Destination"], params.get("Context", ""),
                                            event_filter, headers)
     except OverflowError:
         raise error(400, "EventSubscriptionLimitExceeded") from None
@@ -200,7 +210,7 @@ def subscribe() -> Response:
 
 
 def _subscription(sub_id: str) -> Subscription:
-    sub = context.node().event_service.get(sub_id)
+    sub = events_of(context.node()).get(sub_id)
     if sub is None:
         raise context.missing()
     return sub
@@ -228,7 +238,7 @@ def patch_subscription(sub_id: str) -> Response:
 def delete_subscription(sub_id: str) -> Response:
     context.require("ConfigureManager")
     _subscription(sub_id)
-    context.node().event_service.unsubscribe(sub_id)
+    events_of(context.node()).unsubscribe(sub_id)
     return Response(status=204)
 
 
@@ -251,7 +261,7 @@ def submit_test_event() -> Response:
         params.get("MessageId", f"{RESOURCE_EVENT}.TestMessage"),
         params.get("Message", "Test message."), severity,
         tuple(params.get("MessageArgs", [])), origin=params.get("OriginOfCondition"))
-    service = context.node().event_service
+    service = events_of(context.node())
     # a test event goes to every subscription, whatever it filters (it tests delivery)
     for sub in service.subscriptions():
         service.publish(record, params.get("Context"), only=sub)
@@ -339,7 +349,7 @@ class _EventStreamBody:
 @bp.get(paths.SSE)
 def sse() -> Response:
     node = context.node()
-    service = node.event_service
+    service = events_of(node)
     event_filter = parse_sse_filter(request.args.get("$filter"))
     options: dict[str, Any] = current_app.extensions["redfish.sse"]
     slots: threading.Semaphore = options["slots"]

@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Response
 
-from bmc.events import iso
 from bmc.logs import EventLog, LogEntry
 from bmc.node import Node
 from bmc.sel import SelEntry
 from redfish import context, odata, paths
+from redfish.event_service import iso
 from redfish.odata import Body, link
 from redfish.patching import parse_action
 from redfish.resources.systems import system_node

@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from bmc.node import Node
-from bmc.sensors import Sensor, SensorKind
+from bmc.sensors import HEALTH_ORDER, Sensor, SensorKind, rollup
 from redfish import context, odata, paths
 from redfish.odata import Body, link
 from redfish.resources.chassis_base import chassis_node
@@ -23,8 +23,15 @@ def _supplies(node: Node) -> list[Sensor]:
     return [s for s in node.sensors.readings() if s.kind is SensorKind.PSU]
 
 
-def _consumed(node: Node) -> float | None:
-    return next((s.value for _, s in analog(node) if s.kind is SensorKind.POWER), None)
+def _electrical(node: Node) -> list[Sensor]:
+    """The power and voltage readings (one read)."""
+    return [s for _, s in analog(node) if s.kind in (SensorKind.POWER, SensorKind.VOLTAGE)]
+
+
+def _health(sensors: list[Sensor], supplies: list[Sensor]) -> str:
+    """The worst of the scanned sensors' health and the power supplies' health."""
+    worst = [rollup(sensors), *(_psu_status(p)["Health"] for p in supplies)]
+    return max(worst, key=HEALTH_ORDER.index)
 
 
 def _psu_status(psu: Sensor) -> Body:
@@ -40,7 +47,9 @@ def _psu_name(psu: Sensor) -> str:
 
 def power_body(node: Node) -> Body:
     uri = f"{paths.chassis(node)}/Power"
-    consumed = _consumed(node)
+    sensors = _electrical(node)
+    meters = [s for s in sensors if s.kind is SensorKind.POWER]
+    consumed = meters[0].value if meters else None
     supplies = _supplies(node)
     working = [p for p in supplies if "present" in p.states and "failed" not in p.states]
     share = round(consumed / len(working), 1) if consumed is not None and working else 0.0
@@ -70,7 +79,7 @@ def power_body(node: Node) -> Body:
             "Name": "System Power Control",
             "PowerConsumedWatts": consumed,
             "PowerCapacityWatts": PSU_CAPACITY_WATTS * len(supplies),
-            "Status": {"State": "Enabled", "Health": "OK"},
+            "Status": {"State": "Enabled", "Health": rollup(meters)},
         }],
         PowerSupplies=[{
             "@odata.id": f"{uri}#/PowerSupplies/{i}",
@@ -103,13 +112,14 @@ def power_subsystem(chassis_id: str) -> Response:
     node = chassis_node(chassis_id)
     uri = _subsystem_uri(node)
     supplies = _supplies(node)
+    health = _health(_electrical(node), supplies)
     return odata.json_response(odata.resource(
         "PowerSubsystem", uri,
         Id="PowerSubsystem",
         Name="Power Subsystem",
         CapacityWatts=PSU_CAPACITY_WATTS * len(supplies),
         PowerSupplies=link(f"{uri}/PowerSupplies"),
-        Status={"State": "Enabled", "Health": "OK"},
+        Status={"State": "Enabled", "Health": health},
     ))
 
 

@@ -11,7 +11,7 @@ import re
 from flask import Blueprint, Response
 
 from bmc.node import Node
-from bmc.sensors import Sensor, SensorKind, SensorSpec
+from bmc.sensors import Sensor, SensorKind, SensorSpec, rollup
 from redfish import context, odata, paths
 from redfish.odata import Body
 from redfish.resources.chassis_base import chassis_node
@@ -50,9 +50,18 @@ def physical_context(spec: SensorSpec) -> str:
 
 
 def status(sensor: Sensor) -> Body:
-    # a main-power sensor of a server that is off reads nothing useful: say so
-    return {"State": "Enabled" if sensor.powered else "StandbyOffline",
-            "Health": sensor.health}
+    """A sensor's Status. One on the server's main power is not scanned while the server is
+    off: "StandbyOffline" with no Health (it has none to tell), as real BMCs show it."""
+    if not sensor.scanning:
+        return {"State": "StandbyOffline"}
+    return {"State": "Enabled", "Health": sensor.health}
+
+
+def rolled_up_status(node: Node) -> Body:
+    """The Status of a resource whose health is its sensors' (Chassis, ComputerSystem): the
+    worst Health of the sensors being scanned, the same rollup Thermal and Power show."""
+    health = rollup(node.sensors.readings())
+    return {"State": "Enabled", "Health": health, "HealthRollup": health}
 
 
 def reading_range(spec: SensorSpec) -> tuple[float, float]:
@@ -66,7 +75,7 @@ def reading_range(spec: SensorSpec) -> tuple[float, float]:
 def analog(node: Node) -> list[tuple[SensorSpec, Sensor]]:
     """The analog sensors, read now (one read: every value of one answer is consistent)."""
     sensors = node.sensors
-    return [(sensors.spec(s.name), s) for s in sensors.readings() if s.value is not None]
+    return [(spec, s) for s in sensors.readings() if (spec := sensors.spec(s.name)).analog]
 
 
 def sensor_body(node: Node, spec: SensorSpec, sensor: Sensor) -> Body:

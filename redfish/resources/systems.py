@@ -20,6 +20,7 @@ from redfish import context, odata, paths
 from redfish.errors import Message, RedfishError, error
 from redfish.odata import Body, link
 from redfish.patching import Prop, Shape, check_if_match, parse_patch, with_ignored
+from redfish.resources.sensors import rolled_up_status
 from redfish.resources.task_service import accepted
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,13 @@ def power_state(node: Node) -> str:
 
 
 def status(node: Node) -> dict[str, str]:
-    """Status of the system: Critical while its backend is failing."""
-    return {"State": "Enabled", "Health": "Critical" if node.backend_fault else "OK"}
+    """Status of the system: its sensors' health rollup, Critical while its backend is
+    failing."""
+    body = rolled_up_status(node)
+    if node.backend_fault:
+        body["Health"] = body["HealthRollup"] = "Critical"
+    return body
+
 #: writable members of `Boot`, with their acceptable values
 BOOT_PROPERTIES = {
     "BootSourceOverrideTarget": BOOT_TARGETS,

@@ -14,10 +14,10 @@ from email.utils import formatdate
 
 from flask import Blueprint, Response
 
-from bmc.events import iso
 from bmc.tasks import Task, TaskMessage
 from redfish import context, odata, paths
 from redfish.errors import Message
+from redfish.event_service import iso
 from redfish.odata import Body, link
 
 bp = Blueprint("task_service", __name__)

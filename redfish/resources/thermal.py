@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from bmc.node import Node
-from bmc.sensors import Sensor, SensorKind, SensorSpec
+from bmc.sensors import Sensor, SensorKind, SensorSpec, rollup
 from redfish import context, odata, paths
 from redfish.odata import Body, link
 from redfish.resources.chassis_base import chassis_node
@@ -56,7 +56,7 @@ def thermal_body(node: Node) -> Body:
                 "MemberId": str(len(fans)),
                 "Name": sensor.name,
                 "SensorNumber": sensor.number,
-                "Reading": int(sensor.value or 0),
+                "Reading": None if sensor.value is None else int(sensor.value),
                 "ReadingUnits": "RPM",
                 "MinReadingRange": int(low),
                 "MaxReadingRange": int(high),
@@ -71,13 +71,8 @@ def thermal_body(node: Node) -> Body:
         Name="Thermal",
         Temperatures=temperatures,
         Fans=fans,
-        Status={"State": "Enabled", "Health": _worst([s for _, s in analog(node)])},
+        Status={"State": "Enabled", "Health": rollup(s for _, s in analog(node))},
     )
-
-
-def _worst(sensors: list[Sensor]) -> str:
-    healths = {s.health for s in sensors}
-    return next((h for h in ("Critical", "Warning") if h in healths), "OK")
 
 
 @bp.get(f"{paths.CHASSIS}/<chassis_id>/Thermal")
@@ -103,7 +98,7 @@ def thermal_subsystem(chassis_id: str) -> Response:
         Name="Thermal Subsystem",
         Fans=link(f"{uri}/Fans"),
         ThermalMetrics=link(f"{uri}/ThermalMetrics"),
-        Status={"State": "Enabled", "Health": _worst([s for _, s in analog(node)])},
+        Status={"State": "Enabled", "Health": rollup(s for _, s in analog(node))},
     ))
 
 
@@ -121,7 +116,7 @@ def fan(chassis_id: str, fan_id: str) -> Response:
     node = chassis_node(chassis_id)
     for _, sensor in _fans(node):
         if sensor_id(sensor.name) == fan_id:
-            rpm = sensor.value or 0.0
+            rpm = sensor.value
             return odata.json_response(odata.resource(
                 "Fan", f"{_subsystem_uri(node)}/Fans/{fan_id}",
                 Id=fan_id,
@@ -129,7 +124,7 @@ def fan(chassis_id: str, fan_id: str) -> Response:
                 PhysicalContext="Fan",
                 SpeedPercent={
                     "DataSourceUri": sensor_uri(node, sensor),
-                    "Reading": round(100.0 * rpm / MAX_FAN_RPM, 1),
+                    "Reading": None if rpm is None else round(100.0 * rpm / MAX_FAN_RPM, 1),
                     "SpeedRPM": rpm,
                 },
                 Status=status(sensor),

@@ -50,9 +50,12 @@ def sol(bmc: Emulator, node: EmulatorNode) -> pexpect.spawn:
 
 
 def sync(child: pexpect.spawn) -> None:
-    """Type a command whose answer is unique and wait for it: what came before is consumed."""
+    """Type a command whose answer is unique and wait for it: what came before is consumed.
+
+    Logs in as root first if the console is at its login prompt (a shell takes `root` as an
+    unknown command: harmless)."""
     token = uuid.uuid4().hex[:8]
-    child.send(f"\recho {token[:4]} {token[4:]}\r".encode())
+    child.send(f"\rroot\recho {token[:4]} {token[4:]}\r".encode())
     # the answer, not the terminal's echo of the command line (typed ahead, the answer may
     # follow a prompt on the same line)
     child.expect(f"(?<!echo ){token[:4]} {token[4:]}\r\n[^\r\n]*~# ".encode())
@@ -251,6 +254,7 @@ def test_ipmiconsole_takes_the_console_from_ipmitool_and_loses_it(consoles: Emul
 def test_websocket_and_sol_see_the_same_bytes(consoles: Emulator) -> None:
     box = consoles.node("box")
     child = sol(consoles, box)  # the first viewer: it types
+    sync(child)  # logged in
     with websocket(consoles, box) as ws:
         seen = bytearray()
         read_until(ws, rb"Memory Test", seen)  # the replay reaches a late viewer too

@@ -22,8 +22,13 @@ def test_power_control_and_status(emulator: Emulator, cipher: str | None) -> Non
     assert ipmitool(emulator, "power", "status", cipher=cipher) == "Chassis Power is off\n"
     ipmitool(emulator, "power", "cycle", cipher=cipher)  # from off: comes on
     assert ipmitool(emulator, "power", "status", cipher=cipher) == "Chassis Power is on\n"
+    # a reset and an NMI leave the power on, as a no-op would: check what they did
     ipmitool(emulator, "power", "reset", cipher=cipher)
+    assert "Initiated by hard reset" in ipmitool(emulator, "sel", "elist", "last", "1")
+    assert ipmitool(emulator, "chassis", "restart_cause").strip() == \
+        "System restart cause: chassis power control command"
     ipmitool(emulator, "power", "diag", cipher=cipher)  # NMI
+    assert "NMI" in ipmitool(emulator, "sel", "elist", "last", "1")
     ipmitool(emulator, "power", "soft", cipher=cipher)
     assert ipmitool(emulator, "power", "status", cipher=cipher) == "Chassis Power is off\n"
 

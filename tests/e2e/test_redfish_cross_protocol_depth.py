@@ -71,6 +71,13 @@ def _redfish_sensors(node: EmulatorNode, auth: tuple[str, str]) -> dict[str, Any
 def test_redfish_sensors_are_the_sdr(emulator: Emulator) -> None:
     node = emulator.nodes[1]
     auth = (emulator.username, emulator.password)
+    # off, only the standby sensors have a reading, in both protocols
+    assert run(ipmitool_as(node, emulator.username, emulator.password,
+                           "power", "off")).returncode == 0
+    readable = {n for n, s in _redfish_sensors(node, auth).items() if s["Reading"] is not None}
+    assert readable == set(_sdr(emulator, node)) == {"Inlet Temp", "Total Power"}
+    assert run(ipmitool_as(node, emulator.username, emulator.password,
+                           "power", "on")).returncode == 0
     for _ in range(3):  # readings carry noise that changes every few seconds: same window
         ipmi = _sdr(emulator, node)
         redfish = _redfish_sensors(node, auth)

@@ -317,5 +317,7 @@ def test_sensors_match_the_node_model(bmc: tuple[Node, str]) -> None:
     assert power.power_supplies and all(p.power_capacity_watts for p in power.power_supplies)
     node.power(PowerAction.FORCE_OFF)
     thermal.refresh()
-    assert all(f.reading == 0 for f in thermal.fans)  # the fans stop with the server
+    # the fans stop with the server, which no longer scans them: no reading, StandbyOffline
+    assert all(f.reading is None for f in thermal.fans)
+    assert all(f.status.state == sushy.STATE_STANDBYOFFLINE for f in thermal.fans)
     assert node.power_state is PowerState.OFF

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import struct
 
 from hypothesis import given, settings
@@ -104,12 +105,55 @@ def test_sessions_idle_too_long_are_forgotten() -> None:
     assert reply is not None and wire.parse_v20(reply).payload[1] == 0
 
 
+class ErrorsLogged(logging.Handler):
+    """Collects ERROR records: the engine logs (and survives) any exception a packet causes,
+    so "it did not raise" alone proves nothing; "nothing was logged" does."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def __enter__(self) -> ErrorsLogged:
+        logging.getLogger().addHandler(self)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        logging.getLogger().removeHandler(self)
+        assert not self.records, [self.format(r) for r in self.records]
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200))
 def test_garbage_never_raises(data: bytes) -> None:
     endpoint = make_endpoint()
-    for prefix in (b"", b"\x06\x00\xff\x07", b"\x06\x00\xff\x07\x06", b"\x06\x00\xff\x07\x00"):
-        endpoint.datagram_received(prefix + data, PEER)
+    with ErrorsLogged():
+        for prefix in (b"", b"\x06\x00\xff\x07", b"\x06\x00\xff\x07\x06",
+                       b"\x06\x00\xff\x07\x00"):
+            endpoint.datagram_received(prefix + data, PEER)
+    # and it still answers
+    reply = endpoint.datagram_received(v15_request(0x06, 0x38, b"\x0e\x04"), PEER)
+    assert reply is not None and response_data(reply)[0] == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([(0x06, 0x38), (0x06, 0x54), (0x06, 0x99), (0x2C, 0x7F)]),
+       st.binary(max_size=40))
+def test_a_well_formed_request_with_any_data_gets_an_answer(command: tuple[int, int],
+                                                           data: bytes) -> None:
+    # sessionless commands (and unknown ones) are answered, whatever their data: a completion
+    # code, never silence or a crash
+    endpoint = make_endpoint()
+    netfn, cmd = command
+    with ErrorsLogged():
+        reply = endpoint.datagram_received(v15_request(netfn, cmd, data), PEER)
+    assert reply is not None
+    message = wire.parse_v15(reply).message
+    assert message[1] >> 2 == netfn + 1 and message[5] == cmd  # the response to this request
+    code = message[6]
+    assert code == 0 or 0x80 <= code <= 0xFF
 
 
 def test_aes_payload_round_trip_and_integrity() -> None:

@@ -14,7 +14,7 @@ from werkzeug.test import TestResponse
 
 from backends.base import BackendError, BootDevice, PowerState
 from backends.memory import MemoryBackend
-from bmc.node import BootOverride, Node, PowerAction
+from bmc.node import BootOverride, Node, PowerAction, RestartCause
 from bmc.users import Privilege
 from redfish import NODE_ENVIRON_KEY
 from redfish.app import create_app
@@ -379,18 +379,23 @@ def test_secrets_never_reach_the_logs(client: FlaskClient, caplog: pytest.LogCap
 
 # -- Reset action -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("start_on", "reset_type", "power_after"), [
-    (False, "On", "On"),
-    (True, "ForceOff", "Off"),
-    (True, "GracefulShutdown", "Off"),
-    (False, "PushPowerButton", "On"),
-    (True, "PushPowerButton", "Off"),
-    (True, "ForceRestart", "On"),
-    (False, "GracefulRestart", "On"),
-    (False, "PowerCycle", "On"),
-    (True, "Nmi", "On"),
+@pytest.mark.parametrize(("start_on", "reset_type", "power_after", "logged", "cause"), [
+    (False, "On", "On", "ACPI State: S0/G0: working", RestartCause.CHASSIS_CONTROL),
+    (True, "ForceOff", "Off", "Power Unit: Power off/down", RestartCause.UNKNOWN),
+    (True, "GracefulShutdown", "Off", "ACPI State: S5/G2: soft-off", RestartCause.UNKNOWN),
+    (False, "PushPowerButton", "On", "ACPI State: S0/G0: working", RestartCause.POWER_BUTTON),
+    (True, "PushPowerButton", "Off", "ACPI State: S5/G2: soft-off", RestartCause.UNKNOWN),
+    (True, "ForceRestart", "On", "Sys Restart: Initiated by hard reset",
+     RestartCause.CHASSIS_CONTROL),
+    (True, "GracefulRestart", "On", "Sys Restart: Initiated by warm reset",
+     RestartCause.CHASSIS_CONTROL),
+    (False, "GracefulRestart", "On", "ACPI State: S0/G0: working", RestartCause.CHASSIS_CONTROL),
+    (True, "PowerCycle", "On", "Power Unit: Power cycle", RestartCause.CHASSIS_CONTROL),
+    (False, "PowerCycle", "On", "ACPI State: S0/G0: working", RestartCause.CHASSIS_CONTROL),
+    (True, "Nmi", "On", "NMI: Front panel NMI / diagnostic interrupt", RestartCause.UNKNOWN),
 ])
-def test_reset_types(start_on: bool, reset_type: str, power_after: str) -> None:
+def test_reset_types(start_on: bool, reset_type: str, power_after: str, logged: str,
+                     cause: RestartCause) -> None:
     backend = MemoryBackend(power_on=start_on)
     node = Node("node-1", backend)
     node.users.add("admin", "password")
@@ -399,6 +404,9 @@ def test_reset_types(start_on: bool, reset_type: str, power_after: str) -> None:
     assert response.status_code == 204
     assert node.power_state.value == power_after
     assert client.get(SYSTEM, auth=ADMIN).get_json()["PowerState"] == power_after
+    # the reset happened (a restart from On ends On either way): the SEL and the cause say so
+    assert node.sel.entries()[-1].message.startswith(logged)
+    assert node.restart_cause is cause
     if reset_type == "Nmi":
         assert backend.nmi_count == 1
 

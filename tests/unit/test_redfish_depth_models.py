@@ -13,7 +13,6 @@ import pytest
 from backends.base import BootDevice
 from backends.memory import MemoryBackend
 from bmc.bios import BiosError
-from bmc.events import EventFilter, EventRecord
 from bmc.firmware import next_version
 from bmc.inventory import VolumeError
 from bmc.lockout import AccountLockout
@@ -23,6 +22,7 @@ from bmc.tasks import TaskState, TaskStore
 from bmc.virtual_media import ImageUrlError, check_image_url, redact
 from redfish import odata
 from redfish.errors import RedfishError
+from redfish.event_service import EventFilter, EventRecord
 from redfish.patching import Prop, parse_action, parse_patch
 
 

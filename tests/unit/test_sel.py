@@ -16,6 +16,7 @@ from bmc.sel import (
     SelEntry,
     SystemEventLog,
 )
+from bmc.sensors import Scale, SensorKind, SensorSpec, Thresholds
 from bmc.users import Privilege
 from ipmi.commands import NETFN_STORAGE, Context, IpmiError, load_all
 
@@ -145,8 +146,7 @@ def test_power_actions_from_any_caller_are_logged() -> None:
     node.power(PowerAction.GRACEFUL_SHUTDOWN)
     node.power(PowerAction.PUSH_POWER_BUTTON)
     node.power(PowerAction.FORCE_OFF)
-    power = [m for m in _messages(node) if not m.startswith("FAN")]
-    assert power == [
+    assert _messages(node) == [
         "ACPI State: S0/G0: working, asserted",
         "Sys Restart: Initiated by hard reset, asserted",
         "NMI: Front panel NMI / diagnostic interrupt, asserted",
@@ -157,21 +157,32 @@ def test_power_actions_from_any_caller_are_logged() -> None:
         "Power Unit: Power off/down, asserted",
     ]
     entries = node.sel.entries()
-    assert entries[-5].detail == "ForceOff"
+    assert entries[-1].detail == "ForceOff"
 
 
-def test_fan_threshold_events_follow_the_power_record() -> None:
+def test_a_power_off_logs_the_power_record_only() -> None:
     node = Node("n1", MemoryBackend(power_on=True))
     node.power(PowerAction.FORCE_OFF)
+    assert _messages(node) == ["Power Unit: Power off/down, asserted"]
+
+
+def test_a_fan_failing_while_the_server_runs_is_logged_with_its_reading() -> None:
+    # a fan that only reaches 280 RPM: below its 600 RPM critical threshold once scanned
+    weak = SensorSpec("FAN1", SensorKind.FAN, on=280.0, off=0.0,
+                      thresholds=Thresholds(lower_critical=600.0), scale=Scale(m=40))
+    node = Node("n1", MemoryBackend(), sensors=[weak])
+    node.power(PowerAction.ON)
     entries = node.sel.entries()
-    assert entries[0].message.startswith("Power Unit: Power off/down")
-    fans = entries[1:]
-    assert [e.sensor_name for e in fans] == ["FAN1", "FAN2", "FAN3", "FAN4"]
-    for entry in fans:
-        assert entry.event_type == 0x01 and entry.asserted
-        assert entry.event_data[0] == 0x52  # LC going low, reading and threshold follow
-        assert entry.event_data[1] == 0 and entry.event_data[2] == 600 // 40
-        assert entry.detail == "reading 0 RPM, threshold 600 RPM"
+    assert entries[0].message.startswith("ACPI State: S0/G0: working")
+    (fan,) = entries[1:]
+    assert fan.sensor_name == "FAN1" and fan.event_type == 0x01 and fan.asserted
+    assert fan.sensor_type == 0x04  # Fan
+    # 52h: LC going low (offset 2), bytes 2/3 hold the reading and the threshold (raw, m=40)
+    assert fan.event_data == bytes((0x52, 7, 15))
+    assert fan.detail == "reading 280 RPM, threshold 600 RPM"
+    assert fan.message.startswith("FAN1: Lower Critical - going low, asserted")
+    node.power(PowerAction.FORCE_OFF)  # no longer scanned: neither deasserted nor logged again
+    assert [e.sensor_name for e in node.sel.entries()[2:]] == ["Power Unit"]
 
 
 # -- IPMI commands ----------------------------------------------------------------------------

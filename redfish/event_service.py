@@ -1,29 +1,38 @@
 """Redfish events of a BMC: subscriptions (pushed to a URL) and SSE streams.
 
-What happens to the node reaches here as records (log entries of the system log, SEL entries,
-sensor threshold crossings, task state changes); each becomes a Redfish `Event` and is handed
-to every matching subscription and open SSE stream.
+The node model knows nothing of Redfish: it tells its listeners what happened (system log
+entries, SEL entries, sensor threshold crossings, task state changes). This module turns each
+into a Redfish `Event` and hands it to every matching subscription and open SSE stream. A
+node's `EventService` is made the first time the Redfish service needs it (`service(node)`):
+before that nobody can have subscribed, so no event is lost.
 
 Nothing here blocks the thread that caused the event: pushes go into one bounded queue served
 by a couple of background threads (`Deliverer`) with short timeouts, and SSE streams have
 bounded queues of their own. When a queue is full the event is dropped (and counted) rather
-than stalling the BMC.
+than stalling the BMC. A push that fails is retried `DeliveryRetryAttempts` times, every
+`DeliveryRetryIntervalSeconds` (the EventService's settings, without holding a thread while
+it waits); a subscription whose retries are all used up is terminated, as its
+`DeliveryRetryPolicy` ("TerminateAfterRetries", the only one offered) says.
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import json
 import logging
 import queue
 import threading
 import time
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from bmc.logs import RESOURCE_EVENT
 from bmc.virtual_media import redact
+from redfish import paths
 
 if TYPE_CHECKING:
     from bmc.logs import LogEntry
@@ -97,6 +106,13 @@ def _id_matches(record: EventRecord, wanted: str) -> bool:
     return parts[0] == record.registry_prefix and parts[-1] == record.message_key
 
 
+#: the only DeliveryRetryPolicy offered: after the last retry the subscription is deleted
+RETRY_POLICY = "TerminateAfterRetries"
+#: EventService defaults (DeliveryRetryAttempts, DeliveryRetryIntervalSeconds)
+RETRY_ATTEMPTS = 3
+RETRY_INTERVAL = 5
+
+
 @dataclass
 class Subscription:
     id: str
@@ -107,37 +123,83 @@ class Subscription:
     #: sent with every push (e.g. an auth token for the receiver); never shown back
     http_headers: dict[str, str] = field(default_factory=dict)
     delivered: int = 0
-    failed: int = 0
+    failed: int = 0  # events given up on (after every retry)
+    terminated: bool = False
+
+
+@dataclass
+class _Push:
+    """One event on its way to one subscription."""
+
+    subscription: Subscription
+    payload: bytes
+    retries: int  # retries left after the attempt under way
+    interval: float
+    give_up: Callable[[Subscription], None]
+
+
+class _DelayedQueue:
+    """A bounded queue whose items become due at a time: retries wait here, not in a thread."""
+
+    def __init__(self, capacity: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.capacity = capacity
+        self._clock = clock
+        self._heap: list[tuple[float, int, _Push]] = []
+        self._order = itertools.count()
+        self._cond = threading.Condition()
+        self.unfinished = 0  # queued or being pushed
+
+    def put(self, item: _Push, delay: float = 0.0, *, retry: bool = False) -> bool:
+        """Queue `item` due in `delay` s; False if full (a retry always has its place)."""
+        with self._cond:
+            if not retry and len(self._heap) >= self.capacity:
+                return False
+            heapq.heappush(self._heap, (self._clock() + delay, next(self._order), item))
+            if not retry:
+                self.unfinished += 1
+            self._cond.notify()
+            return True
+
+    def get(self) -> _Push:
+        with self._cond:
+            while True:
+                wait = self._heap[0][0] - self._clock() if self._heap else None
+                if wait is not None and wait <= 0:
+                    return heapq.heappop(self._heap)[2]
+                self._cond.wait(wait)
+
+    def done(self) -> None:
+        with self._cond:
+            self.unfinished -= 1
 
 
 class Deliverer:
     """Pushes event payloads to subscribers' URLs from background threads.
 
     One per process, shared by every BMC: a bounded queue and `workers` threads, each push
-    with a timeout and a few retries; never started until the first push.
+    with a timeout; a failed push waits in the queue for its retry (no thread sleeps); never
+    started until the first push.
     """
 
-    def __init__(self, workers: int = 2, capacity: int = 256, timeout: float = 5.0,
-                 retries: int = 2, retry_interval: float = 1.0) -> None:
+    def __init__(self, workers: int = 2, capacity: int = 256, timeout: float = 5.0) -> None:
         self.timeout = timeout
-        self.retries = retries
-        self.retry_interval = retry_interval
-        self._queue: queue.Queue[tuple[Subscription, bytes]] = queue.Queue(capacity)
+        self._queue = _DelayedQueue(capacity)
         self._workers = workers
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.dropped = 0
 
-    def submit(self, subscription: Subscription, payload: bytes) -> bool:
+    def submit(self, subscription: Subscription, payload: bytes, *, retries: int = 0,
+               interval: float = 0.0,
+               give_up: Callable[[Subscription], None] = lambda _s: None) -> bool:
+        """Queue one push; `retries` more attempts `interval` s apart if it fails, then
+        `give_up(subscription)`."""
         self._start()
-        try:
-            self._queue.put_nowait((subscription, payload))
+        if self._queue.put(_Push(subscription, payload, retries, interval, give_up)):
             return True
-        except queue.Full:
-            self.dropped += 1
-            log.warning("event queue full: event for %s dropped",
-                        redact(subscription.destination))
-            return False
+        self.dropped += 1
+        log.warning("event queue full: event for %s dropped", redact(subscription.destination))
+        return False
 
     def _start(self) -> None:
         with self._lock:
@@ -150,42 +212,56 @@ class Deliverer:
 
     def _run(self) -> None:
         while True:
-            subscription, payload = self._queue.get()
+            push = self._queue.get()
+            finished = True
             try:
-                self._push(subscription, payload)
+                finished = self._attempt(push)
             except Exception:  # never let one bad push kill the worker
-                log.exception("pushing an event to %s failed", redact(subscription.destination))
+                log.exception("pushing an event to %s failed",
+                              redact(push.subscription.destination))
             finally:
-                self._queue.task_done()
+                if finished:
+                    self._queue.done()
 
-    def _push(self, subscription: Subscription, payload: bytes) -> None:
+    def _attempt(self, push: _Push) -> bool:
+        """Push once; False if a retry was queued (the push is not finished)."""
+        subscription = push.subscription
+        if subscription.terminated:
+            return True
+        if self._post(subscription, push.payload):
+            subscription.delivered += 1
+            return True
+        if push.retries > 0:
+            push.retries -= 1
+            self._queue.put(push, push.interval, retry=True)
+            return False
+        subscription.failed += 1
+        push.give_up(subscription)
+        return True
+
+    def _post(self, subscription: Subscription, payload: bytes) -> bool:
         import urllib.error  # here, not at the top: ~30 ms that start-up need not pay
         import urllib.request
 
         headers = {**subscription.http_headers, "Content-Type": "application/json",
                    "OData-Version": "4.0"}
-        for attempt in range(self.retries + 1):
-            request = urllib.request.Request(subscription.destination, data=payload,
-                                             headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    response.read(65536)
-                subscription.delivered += 1
-                return
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                # the URL only, never the headers: they may carry the receiver's credentials
-                log.info("event push to %s failed (attempt %d): %s",
-                         redact(subscription.destination), attempt + 1, exc)
-                if attempt < self.retries:
-                    time.sleep(self.retry_interval)
-        subscription.failed += 1
+        request = urllib.request.Request(subscription.destination, data=payload,
+                                         headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                response.read(65536)
+            return True
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            # the URL only, never the headers: they may carry the receiver's credentials
+            log.info("event push to %s failed: %s", redact(subscription.destination), exc)
+            return False
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
-        """For tests: wait until every queued push has been attempted."""
+        """For tests: wait until every queued push has been delivered or given up."""
         deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+        while self._queue.unfinished and time.monotonic() < deadline:
             time.sleep(0.02)
-        return not self._queue.unfinished_tasks
+        return not self._queue.unfinished
 
 
 DELIVERER = Deliverer()
@@ -206,10 +282,12 @@ class StreamLimitError(RuntimeError):
 
 
 class EventService:
-    """Subscriptions and SSE streams of one BMC. Thread-safe."""
+    """Subscriptions and SSE streams of one BMC. Thread-safe.
+
+    Holds no reference to its node (`service(node)` keeps one per node while the node lives).
+    """
 
     def __init__(self, node: Node, deliverer: Deliverer = DELIVERER) -> None:
-        self._node = node
         self._deliverer = deliverer
         self._lock = threading.Lock()
         self._subscriptions: dict[str, Subscription] = {}
@@ -217,15 +295,15 @@ class EventService:
         self._sub_ids = itertools.count(1)
         self._event_ids = itertools.count(1)
         self.enabled = True
-        self.delivery_retry_attempts = deliverer.retries
-        self.delivery_retry_interval = int(deliverer.retry_interval)
+        self.delivery_retry_attempts = RETRY_ATTEMPTS
+        self.delivery_retry_interval = RETRY_INTERVAL
+        self.terminated = 0  # subscriptions ended by their retry policy
         self._connect_sources(node)
 
     def _connect_sources(self, node: Node) -> None:
-        """Listen to the node's logs and tasks (they must exist before the EventService)."""
-        from redfish import paths  # URIs only; no Flask
-
+        """Listen to the node's logs, SEL, sensors and tasks."""
         system = paths.system(node)
+        chassis = paths.chassis(node)
 
         def on_log_entry(entry: LogEntry) -> None:
             self.publish(EventRecord(
@@ -247,7 +325,7 @@ class EventService:
                                      log_entry=uri))
 
         def on_threshold(event: ThresholdEvent) -> None:
-            self.publish(threshold_record(node, event))
+            self.publish(threshold_record(chassis, event))
 
         node.system_log.listeners.append(on_log_entry)
         node.tasks.listeners.append(on_task)
@@ -278,7 +356,19 @@ class EventService:
 
     def unsubscribe(self, sub_id: str) -> bool:
         with self._lock:
-            return self._subscriptions.pop(sub_id, None) is not None
+            subscription = self._subscriptions.pop(sub_id, None)
+        if subscription is None:
+            return False
+        subscription.terminated = True  # its queued pushes are dropped
+        return True
+
+    def _give_up(self, subscription: Subscription) -> None:
+        """Every retry of a push failed: "TerminateAfterRetries" deletes the subscription."""
+        if self.unsubscribe(subscription.id):
+            self.terminated += 1
+            log.warning("event subscription %s to %s terminated: delivery failed after %d "
+                        "retries", subscription.id, redact(subscription.destination),
+                        self.delivery_retry_attempts)
 
     # -- SSE ----------------------------------------------------------------------------------
     def open_stream(self, event_filter: EventFilter) -> EventStream:
@@ -314,7 +404,10 @@ class EventService:
                 continue
             context = subscription.context if context_override is None else context_override
             body = event_body(event_id, record, context)
-            self._deliverer.submit(subscription, json.dumps(body).encode())
+            self._deliverer.submit(subscription, json.dumps(body).encode(),
+                                   retries=self.delivery_retry_attempts,
+                                   interval=self.delivery_retry_interval,
+                                   give_up=self._give_up)
         for stream in streams:
             if stream.filter.matches(record):
                 try:
@@ -355,9 +448,9 @@ def event_body(event_id: int, record: EventRecord, context: str | None) -> dict[
     return body
 
 
-def threshold_record(node: Node, event: ThresholdEvent) -> EventRecord:
-    """A sensor threshold crossing (or recovery) as a ResourceEvent."""
-    from redfish import paths
+def threshold_record(chassis: str, event: ThresholdEvent) -> EventRecord:
+    """A sensor threshold crossing (or recovery) as a ResourceEvent; `chassis` is the URI of
+    the node's Chassis."""
     from redfish.resources.sensors import sensor_id  # the URI the Sensors collection uses
 
     critical = "critical" in event.threshold or "recoverable" in event.threshold
@@ -375,5 +468,18 @@ def threshold_record(node: Node, event: ThresholdEvent) -> EventRecord:
                 f"{event.threshold_value:g}.")
     return EventRecord(f"{RESOURCE_EVENT}.{key}", text, severity,
                        (reading, f"{event.threshold_value:g}"),
-                       origin=f"{paths.chassis(node)}/Sensors/{sensor_id(event.sensor.name)}",
+                       origin=f"{chassis}/Sensors/{sensor_id(event.sensor.name)}",
                        resource_type="Sensor", timestamp=event.timestamp)
+
+
+_SERVICES: weakref.WeakKeyDictionary[Node, EventService] = weakref.WeakKeyDictionary()
+_SERVICES_LOCK = threading.Lock()
+
+
+def service(node: Node) -> EventService:
+    """The node's EventService, made on first use (it starts listening to the node then)."""
+    with _SERVICES_LOCK:
+        found = _SERVICES.get(node)
+        if found is None:
+            found = _SERVICES[node] = EventService(node)
+        return found
