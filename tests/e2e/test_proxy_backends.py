@@ -1,0 +1,292 @@
+"""The proxy backends end to end: a front bmc-emulator whose servers are behind real BMCs.
+
+    ipmitool / requests -> front emulator -> `ipmi` backend    -> ipmi_sim (OpenIPMI, suite 3)
+                                          -> `ipmi` backend    -> a second bmc-emulator (+SOL)
+                                          -> `redfish` backend -> a second bmc-emulator
+                                          -> `redfish` backend -> sushy-emulator (fake driver)
+
+The servers behind the second emulator are `process` nodes running a shell that writes the
+boot device it was started with (BMC_BOOT_DEVICE) to a file, so a test sees what reached them,
+and one runs the simulated firmware for the serial console.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pexpect
+import pytest
+import requests
+from conftest import Emulator, Launcher
+
+from tests.ipmi_sim_env import IpmiSim
+from tests.sushy_env import PASSWORD as SUSHY_PASSWORD
+from tests.sushy_env import USERNAME as SUSHY_USERNAME
+from tests.sushy_env import SushyEmulator
+
+TIMEOUT = 30.0  # generous: a loaded 2-core machine
+SIM_ENV = "BMC_TEST_PROXY_SIM_PASSWORD"
+SUSHY_ENV = "BMC_TEST_PROXY_SUSHY_PASSWORD"
+BACK_PASSWORD = "back-secret-1"
+#: what a failed call may take end to end: the backend's 2 s deadline plus the front's work
+FAILURE_BUDGET = 3.5
+
+
+def boot_logger(path: Path) -> dict[str, Any]:
+    """A `process` backend whose 'server' records each boot's device and then idles."""
+    script = f'echo "$BMC_BOOT_DEVICE" >> {path}; exec sleep 600'
+    return {"type": "process", "command": ["/bin/sh", "-c", script], "stop_timeout": 1}
+
+
+# -- the BMCs behind, and the front ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IpmiSim]:
+    with IpmiSim(tmp_path_factory.mktemp("ipmi_sim")) as sim:
+        yield sim
+
+
+@pytest.fixture(scope="module")
+def sushy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SushyEmulator]:
+    with SushyEmulator(tmp_path_factory.mktemp("sushy")) as bmc:
+        yield bmc
+
+
+@pytest.fixture(scope="module")
+def back(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    launcher = Launcher(tmp_path_factory.mktemp("back"))
+    work = launcher.workdir
+    bmc = launcher([
+        {"name": "sol-box", "backend": {"type": "process", "env": {"BMC_SIM_SPEED": "0"}}},
+        {"name": "ipmi-box", "backend": boot_logger(work / "ipmi-box.boots")},
+        {"name": "rf-box", "backend": boot_logger(work / "rf-box.boots")},
+    ], password=BACK_PASSWORD, log_level="info")
+    yield bmc
+    launcher.close()
+
+
+def boots(back: Emulator, name: str) -> list[str]:
+    path = back.workdir.parent / f"{name}.boots"
+    return path.read_text().split() if path.exists() else []
+
+
+def wait_boot(back: Emulator, name: str, count: int) -> str:
+    """The device of boot number `count` of `name` (its shell writes it when it starts)."""
+    wait_for(lambda: len(boots(back, name)) >= count, f"boot {count} of {name}")
+    return boots(back, name)[count - 1]
+
+
+@pytest.fixture(scope="module")
+def front(tmp_path_factory: pytest.TempPathFactory, sim: IpmiSim, sushy: SushyEmulator,
+          back: Emulator) -> Iterator[Emulator]:
+    launcher = Launcher(tmp_path_factory.mktemp("front"))
+    secret = launcher.workdir / "back-password"
+    secret.write_text(BACK_PASSWORD + "\n")
+    secret.chmod(0o600)
+    host = launcher.host
+
+    def behind_back(name: str, **more: Any) -> dict[str, Any]:
+        return {"type": "ipmi", "address": host, "port": back.node(name).ipmi_port,
+                "username": back.username, "password_file": str(secret), "cipher_suite": 17,
+                **more}
+
+    nodes = [
+        {"name": "via-sim", "backend": {"type": "ipmi", "address": host, "port": sim.port,
+                                        "username": sim.username, "password_env": SIM_ENV}},
+        {"name": "via-ipmi", "backend": behind_back("ipmi-box")},
+        {"name": "via-sol", "backend": behind_back("sol-box", console=True)},
+        {"name": "via-rf", "backend": {"type": "redfish", "url": back.node("rf-box").redfish_url,
+                                       "username": back.username,
+                                       "password_file": str(secret)}},
+        {"name": "via-sushy", "backend": {"type": "redfish", "url": sushy.url,
+                                          "username": SUSHY_USERNAME,
+                                          "password_env": SUSHY_ENV}},
+    ]
+    with pytest.MonkeyPatch.context() as env:  # the front's environment has the passwords
+        env.setenv(SIM_ENV, sim.password)
+        env.setenv(SUSHY_ENV, SUSHY_PASSWORD)
+        bmc = launcher(nodes, log_level="info")
+    yield bmc
+    launcher.close()
+    # the passwords of the BMCs behind are never printed or logged by the front
+    for secret_text in (sim.password, SUSHY_PASSWORD, BACK_PASSWORD):
+        assert secret_text not in bmc.stdout + bmc.stderr
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def ipmitool(bmc: Emulator, node: str, *command: str, wait: int = 1
+             ) -> subprocess.CompletedProcess[str]:
+    """ipmitool -I lanplus (suite 17, ipmitool's default here) against a front node.
+
+    `wait`: seconds ipmitool waits for an answer before it retries (-N).
+    """
+    argv = bmc.ipmitool(bmc.node(node), *command)
+    argv[argv.index("-N") + 1] = str(wait)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT,
+                          stdin=subprocess.DEVNULL)
+
+
+def ok(bmc: Emulator, node: str, *command: str) -> str:
+    result = ipmitool(bmc, node, *command)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def redfish(bmc: Emulator, node: str, path: str, method: str = "GET", **body: Any
+            ) -> requests.Response:
+    url = f"{bmc.node(node).redfish_url}/redfish/v1/Systems/{node}{path}"
+    return requests.request(method, url, json=body or None, timeout=TIMEOUT,
+                            auth=(bmc.username, bmc.password))
+
+
+def wait_for(check: Any, what: str, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+# -- `ipmi` backend -> ipmi_sim ------------------------------------------------------------------
+def test_ipmitool_power_through_the_ipmi_backend_reaches_ipmi_sim(
+        front: Emulator, sim: IpmiSim) -> None:
+    # the client speaks suite 17 to us; ipmi_sim behind has only suite 3
+    ok(front, "via-sim", "power", "off")
+    assert not sim.power
+    assert "Chassis Power is off" in ok(front, "via-sim", "power", "status")
+    assert "Up/On" in ok(front, "via-sim", "power", "on")
+    assert sim.power
+    assert "Chassis Power is on" in ok(front, "via-sim", "power", "status")
+    sim.power = False  # switched off at the BMC itself, behind the front's back
+    assert "Chassis Power is off" in ok(front, "via-sim", "power", "status")
+
+
+def test_chassis_bootdev_pxe_reaches_ipmi_sim_with_the_power_on(
+        front: Emulator, sim: IpmiSim) -> None:
+    ok(front, "via-sim", "power", "off")
+    assert "Set Boot Device to pxe" in ok(front, "via-sim", "chassis", "bootdev", "pxe")
+    before = len(sim.calls)
+    ok(front, "via-sim", "power", "on")
+    calls = sim.calls[before:]
+    assert "0x20 set boot pxe" in calls and "0x20 set power 1" in calls
+    assert calls.index("0x20 set boot pxe") < calls.index("0x20 set power 1")
+
+
+def test_redfish_in_front_of_ipmi_sim(front: Emulator, sim: IpmiSim) -> None:
+    sim.power = True
+    system = redfish(front, "via-sim", "")
+    assert system.status_code == 200 and system.json()["PowerState"] == "On"
+    assert system.headers.get("ETag")  # what the old BMC never had
+    off = redfish(front, "via-sim", "/Actions/ComputerSystem.Reset", "POST",
+                  ResetType="ForceOff")
+    assert off.status_code in (200, 204), off.text
+    assert not sim.power
+    assert redfish(front, "via-sim", "").json()["PowerState"] == "Off"
+
+
+def test_no_serial_console_where_the_backend_has_none(front: Emulator) -> None:
+    result = ipmitool(front, "via-sim", "sol", "activate")
+    assert result.returncode != 0  # refused (payload disabled), not a hang
+
+
+# -- `ipmi` backend -> a second bmc-emulator ----------------------------------------------------
+def test_ipmi_backend_to_a_second_emulator(front: Emulator, back: Emulator) -> None:
+    ok(front, "via-ipmi", "power", "off")
+    count = len(boots(back, "ipmi-box"))
+    ok(front, "via-ipmi", "chassis", "bootdev", "pxe")
+    ok(front, "via-ipmi", "power", "on")
+    assert wait_boot(back, "ipmi-box", count + 1) == "Pxe"
+    behind = requests.get(f"{back.node('ipmi-box').redfish_url}/redfish/v1/Systems/ipmi-box",
+                          auth=(back.username, back.password), timeout=TIMEOUT).json()
+    assert behind["PowerState"] == "On"
+    assert "Chassis Power is on" in ok(front, "via-ipmi", "power", "status")
+    ok(front, "via-ipmi", "power", "off")
+    assert "Chassis Power is off" in ok(front, "via-ipmi", "power", "status")
+
+
+def test_sol_through_the_ipmi_backend(front: Emulator) -> None:
+    ok(front, "via-sol", "power", "on")
+    child = pexpect.spawn("ipmitool", front.ipmitool(front.node("via-sol"), "sol",
+                                                     "activate")[1:], timeout=TIMEOUT)
+    child.delaybeforesend = None
+    try:
+        child.expect(b"SOL Session operational")
+        child.expect(b"sol-box login: ")  # the boot, relayed: SOL behind -> SOL in front
+        child.send(b"root\r")
+        child.expect(b"root@sol-box:~# ")
+        child.send(b"echo through two BMCs\r")
+        child.expect(b"\r\nthrough two BMCs\r\n")
+        child.send(b"\r~.")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    ok(front, "via-sol", "power", "off")
+
+
+# -- `redfish` backend -> a second bmc-emulator -------------------------------------------------
+def test_redfish_backend_to_a_second_emulator(front: Emulator, back: Emulator) -> None:
+    ok(front, "via-rf", "power", "off")
+    assert "Chassis Power is off" in ok(front, "via-rf", "power", "status")
+    count = len(boots(back, "rf-box"))
+    ok(front, "via-rf", "chassis", "bootdev", "pxe")
+    assert "Up/On" in ok(front, "via-rf", "power", "on")
+    assert wait_boot(back, "rf-box", count + 1) == "Pxe"
+    assert "Chassis Power is on" in ok(front, "via-rf", "power", "status")
+    ok(front, "via-rf", "chassis", "bootdev", "cdrom")
+    ok(front, "via-rf", "power", "cycle")
+    assert wait_boot(back, "rf-box", count + 2) == "Cd"
+    ok(front, "via-rf", "power", "off")
+    behind = requests.get(f"{back.node('rf-box').redfish_url}/redfish/v1/Systems/rf-box",
+                          auth=(back.username, back.password), timeout=TIMEOUT).json()
+    assert behind["PowerState"] == "Off"
+
+
+# -- `redfish` backend -> sushy-emulator --------------------------------------------------------
+def test_redfish_backend_to_sushy_emulator(front: Emulator, sushy: SushyEmulator) -> None:
+    ok(front, "via-sushy", "power", "off")
+    sushy.wait_power("Off")  # its fake driver applies a power change 1-11 s later
+    ok(front, "via-sushy", "chassis", "bootdev", "pxe")
+    ok(front, "via-sushy", "power", "on")
+    assert sushy.system()["Boot"]["BootSourceOverrideTarget"] == "Pxe"  # type: ignore[index]
+    sushy.wait_power("On")
+    assert "Chassis Power is on" in ok(front, "via-sushy", "power", "status")
+
+
+# -- failures: clear errors, fast ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dead_front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """Front nodes whose BMCs behind do not answer (nothing listens at their ports)."""
+    launcher = Launcher(tmp_path_factory.mktemp("dead-front"))
+    udp, tcp = launcher.free_port("udp"), launcher.free_port("tcp")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(SIM_ENV, "whatever")
+        bmc = launcher([
+            {"name": "gone-ipmi", "backend": {"type": "ipmi", "address": "127.0.0.1",
+                                              "port": udp, "username": "admin",
+                                              "password_env": SIM_ENV}},
+            {"name": "gone-rf", "backend": {"type": "redfish", "url": f"http://127.0.0.1:{tcp}",
+                                            "password_env": SIM_ENV}},
+        ], log_level="info")
+    yield bmc
+    launcher.close()
+
+
+@pytest.mark.parametrize("node", ["gone-ipmi", "gone-rf"])
+def test_a_dead_bmc_behind_is_a_clear_error_within_the_budget(
+        dead_front: Emulator, node: str) -> None:
+    for command in (("power", "on"), ("power", "status")):
+        started = time.monotonic()
+        result = ipmitool(dead_front, node, *command, wait=5)  # no client retry meanwhile
+        took = time.monotonic() - started
+        assert result.returncode != 0 and "failed" in result.stderr, result
+        assert took < FAILURE_BUDGET, f"{command}: {took:.2f} s"
+    started = time.monotonic()
+    reset = redfish(dead_front, node, "/Actions/ComputerSystem.Reset", "POST", ResetType="On")
+    assert time.monotonic() - started < FAILURE_BUDGET
+    assert reset.status_code in (500, 503)  # 503 once the node maps BackendError
+    message = reset.json()["error"]["message"]
+    assert re.search(r"no answer within 2 s|no answer within 2.0 s|Connection refused", message)
+    assert "127.0.0.1" in message
