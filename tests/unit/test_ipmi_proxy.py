@@ -173,3 +173,19 @@ def test_bad_settings_are_refused_clearly(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv(ENV, "x")
     with pytest.raises((ValueError, TypeError), match=message):
         create_backend("ipmi", {"address": "127.0.0.1", **settings}, "n")
+
+
+def test_the_readme_worked_example_is_a_config_serve_accepts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bmc.config import load_config
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### `ipmi`: an IPMI BMC behind", 1)[1]
+    path = tmp_path / "nodes.yaml"
+    path.write_text(section.split("```yaml", 1)[1].split("```", 1)[0])
+    monkeypatch.setenv("OLD_BMC_PASSWORD", "calvin")
+    node = load_config(path).nodes[0]
+    backend = create_backend(node.backend, dict(node.backend_settings), node.name)
+    assert isinstance(backend, IpmiProxyBackend)
+    assert (backend.target.address, backend.target.port) == ("127.0.0.1", 9623)
+    assert backend.target.cipher_suite == 3 and backend.target.password.env == "OLD_BMC_PASSWORD"
