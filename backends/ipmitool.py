@@ -157,6 +157,7 @@ class SolLink:
         self.max_backoff = max_backoff
         self._lock = threading.Lock()
         self._master = -1
+        self._line_start = True
         self._proc: subprocess.Popen[bytes] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True,
@@ -169,10 +170,10 @@ class SolLink:
 
     def write(self, data: bytes) -> None:
         """Type `data` on the console; dropped while no session is up. Never blocks."""
-        data = data.replace(SOL_ESCAPE, SOL_ESCAPE + SOL_ESCAPE)
         with self._lock:
             if self._master < 0:
                 return
+            data, self._line_start = escape_sol_input(data, self._line_start)
             with contextlib.suppress(OSError):  # full (the BMC is slow) or just closed
                 os.write(self._master, data)
 
@@ -224,6 +225,7 @@ class SolLink:
             os.close(slave)
         with self._lock:
             self._master, self._proc = master, proc
+            self._line_start = True  # as ipmitool starts: an escape is recognised at once
         self.sessions += 1
         log.info("%s: serial console: SOL session to %s started", self.name, self.target)
         try:
@@ -258,6 +260,24 @@ class SolLink:
                 data, pending = _strip_banner(pending), b""
             if data:
                 self.sink(data)
+
+
+def escape_sol_input(data: bytes, line_start: bool) -> tuple[bytes, bool]:
+    """`data` as typed to ipmitool so that it reaches the server unchanged.
+
+    ipmitool takes its escape character as a command only at the start of a line (after CR
+    or LF, or first of all), and sends it once when it is typed twice there; elsewhere it
+    sends it as it is. Returns the bytes and whether the next byte starts a line.
+    """
+    if SOL_ESCAPE not in data:
+        return data, data[-1:] in (b"\r", b"\n") if data else line_start
+    out = bytearray()
+    for byte in data:
+        if byte == SOL_ESCAPE[0] and line_start:
+            out.append(byte)
+        out.append(byte)
+        line_start = byte in b"\r\n"
+    return bytes(out), line_start
 
 
 def _strip_banner(data: bytes) -> bytes:

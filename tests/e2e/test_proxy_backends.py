@@ -207,7 +207,7 @@ def test_ipmi_backend_to_a_second_emulator(front: Emulator, back: Emulator) -> N
     assert "Chassis Power is off" in ok(front, "via-ipmi", "power", "status")
 
 
-def test_sol_through_the_ipmi_backend(front: Emulator) -> None:
+def test_sol_through_the_ipmi_backend(front: Emulator, back: Emulator) -> None:
     ok(front, "via-sol", "power", "on")
     child = pexpect.spawn("ipmitool", front.ipmitool(front.node("via-sol"), "sol",
                                                      "activate")[1:], timeout=TIMEOUT)
@@ -219,6 +219,16 @@ def test_sol_through_the_ipmi_backend(front: Emulator) -> None:
         child.expect(b"root@sol-box:~# ")
         child.send(b"echo through two BMCs\r")
         child.expect(b"\r\nthrough two BMCs\r\n")
+        # someone ends our SOL session at the BMC behind: the link opens a new one (1 s later)
+        kicked = subprocess.run(back.ipmitool(back.node("sol-box"), "sol", "deactivate"),
+                                capture_output=True, text=True, timeout=TIMEOUT)
+        assert kicked.returncode == 0, kicked.stderr
+
+        def answered() -> bool:
+            child.send(b"echo back again\r")
+            return child.expect([b"\r\nback again\r\n", pexpect.TIMEOUT], timeout=0.5) == 0
+
+        wait_for(answered, "the SOL link to come back", timeout=10)
         child.send(b"\r~.")
         child.expect(pexpect.EOF)
     finally:

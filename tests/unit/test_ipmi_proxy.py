@@ -12,6 +12,7 @@ import pytest
 from backends import BackendError, create_backend
 from backends.base import BootDevice, PowerState
 from backends.ipmi_proxy import IpmiProxyBackend
+from backends.ipmitool import escape_sol_input
 from bench.util import free_ports
 from tests.ipmi_sim_env import IpmiSim
 
@@ -189,3 +190,13 @@ def test_the_readme_worked_example_is_a_config_serve_accepts(
     assert isinstance(backend, IpmiProxyBackend)
     assert (backend.target.address, backend.target.port) == ("127.0.0.1", 9623)
     assert backend.target.cipher_suite == 3 and backend.target.password.env == "OLD_BMC_PASSWORD"
+
+
+def test_the_sol_escape_character_typed_by_a_user_reaches_the_server() -> None:
+    # ipmitool (the link's, escape ^\\) treats it as a command only at a line's start, and
+    # sends it once when doubled there
+    assert escape_sol_input(b"\x1c.", True) == (b"\x1c\x1c.", False)
+    assert escape_sol_input(b"ls\r\x1c.", False) == (b"ls\r\x1c\x1c.", False)
+    assert escape_sol_input(b"a\x1cb", True) == (b"a\x1cb", False)  # mid-line: as it is
+    assert escape_sol_input(b"ls\r", False) == (b"ls\r", True)
+    assert escape_sol_input(b"", False) == (b"", False)
