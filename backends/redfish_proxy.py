@@ -11,9 +11,11 @@ deadline (`timeout`, 2 s by default) even where sushy itself would retry or wait
 does not finish in time is a BackendError now, and the worker finishes it in the background
 (sushy's own timeouts, set to the same value, bound that).
 
-What the BMC behind offers decides what works: a reset type it does not list is replaced by
-an equivalent where one exists (PowerCycle by ForceOff then On), otherwise the call is a
-BackendError naming what it does offer; the same for boot targets.
+What the BMC behind offers decides what works: once connected, `capabilities` lists only the
+power operations and boot targets its system offers, so the front ends refuse the others at
+once. A reset type it does not list is replaced by an equivalent where one exists (PowerCycle
+by ForceRestart, or ForceOff then On), otherwise the call is a BackendError naming what it
+does offer; the same for boot targets.
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from backends.base import Backend, BackendError, BootDevice, Capabilities, PowerState
+from backends.base import (
+    Backend,
+    BackendError,
+    BootDevice,
+    Capabilities,
+    PowerOp,
+    PowerState,
+)
 from backends.credentials import PasswordSource
 
 log = logging.getLogger(__name__)
@@ -192,6 +201,7 @@ class RedfishProxyBackend(Backend):
             path = (self.system_id if self.system_id.startswith("/")
                     else f"{root.get_system_collection().path.rstrip('/')}/{self.system_id}")
             self._system = root.get_system(path)
+        self.capabilities = _capabilities_of(self._system)
         log.info("%s: connected to %s, system %s", self.node_name, self.url,
                  self._system.path)
         return self._system
@@ -267,6 +277,30 @@ class RedfishProxyBackend(Backend):
                                    "for the power-on that would complete the cycle")
             time.sleep(0.1)
         self._reset("On", "ForceOn", refresh=False)
+
+
+#: our power operations and the reset types that carry each out, in order of preference
+_RESETS = {
+    PowerOp.ON: ("On", "ForceOn"),
+    PowerOp.OFF: ("ForceOff",),
+    PowerOp.SOFT_OFF: ("GracefulShutdown",),
+    PowerOp.RESET: ("ForceRestart", "GracefulRestart", "PowerCycle"),
+    PowerOp.CYCLE: ("PowerCycle", "ForceRestart"),
+    PowerOp.NMI: ("Nmi",),
+}
+
+
+def _capabilities_of(system: Any) -> Capabilities:
+    """What the front ends may offer: what this BMC's system lists (reset types, boot
+    targets), so that a client is refused at once rather than failing at the BMC later."""
+    resets = {str(getattr(v, "value", v)) for v in system.get_allowed_reset_system_values()}
+    power = {op for op, types in _RESETS.items() if resets.intersection(types)}
+    if {"ForceOff", "On"} <= resets or {"ForceOff", "ForceOn"} <= resets:
+        power |= {PowerOp.RESET, PowerOp.CYCLE}  # as off, then on
+    targets = {str(getattr(v, "value", v)) for v in
+               system.get_allowed_system_boot_source_values()}
+    devices = frozenset(d for d in BootDevice if d.value in targets)
+    return Capabilities(power=frozenset(power), boot_devices=devices, virtual_media=False)
 
 
 def _root_cause(exc: BaseException) -> str:
