@@ -128,25 +128,26 @@ class RedfishProxyBackend(Backend):
 
     def close(self) -> None:
         self._closed.set()
-        if self._root is not None:  # log out (best effort, bounded like every call)
+        if self._root is not None:  # log out: best effort, briefly (many nodes stop at once)
             try:
-                self._call("log out", self._logout)
+                self._call("log out", self._logout, timeout=min(self.timeout, 0.5))
             except BackendError as exc:
                 log.debug("%s: %s", self.node_name, exc)
         self._worker.shutdown(wait=False, cancel_futures=True)
 
     # -- the deadline ---------------------------------------------------------------------------
-    def _call(self, what: str, work: Callable[[], T]) -> T:
+    def _call(self, what: str, work: Callable[[], T], timeout: float | None = None) -> T:
         """Run `work` on the worker; its result within `timeout` seconds or a BackendError."""
         if self._closed.is_set() and what != "log out":
             raise BackendError("the backend is closed")
+        timeout = timeout or self.timeout
         started = time.monotonic()
-        future: Future[T] = self._worker.submit(self._guarded, work, started + self.timeout)
+        future: Future[T] = self._worker.submit(self._guarded, work, started + timeout)
         try:
-            return future.result(timeout=self.timeout)
+            return future.result(timeout=timeout)
         except FutureTimeout:
             future.cancel()  # if it has not started (a previous call still holds the worker)
-            raise BackendError(f"{self.url}: {what}: no answer within {self.timeout:g} s"
+            raise BackendError(f"{self.url}: {what}: no answer within {timeout:g} s"
                                ) from None
         except BackendError as exc:
             log.debug("%s: %s failed after %.2f s: %s", self.node_name, what,
