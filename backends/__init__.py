@@ -35,6 +35,8 @@ BUILTIN = {
     "memory": "backends.memory:MemoryBackend",
     "process": "backends.process:ProcessBackend",
     "docker": "backends.docker:DockerBackend",
+    "ipmi": "backends.ipmi_proxy:IpmiProxyBackend",
+    "redfish": "backends.redfish_proxy:RedfishProxyBackend",
 }
 #: what a node without `backend:` gets: a child process with a serial console
 DEFAULT_KIND = "process"
