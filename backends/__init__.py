@@ -34,6 +34,8 @@ ENTRY_POINT_GROUP = "bmc_emulator.backends"
 BUILTIN = {
     "memory": "backends.memory:MemoryBackend",
     "process": "backends.process:ProcessBackend",
+    "ssh": "backends.ssh:SshBackend",
+    "metal": "backends.metal:MetalBackend",
 }
 #: what a node without `backend:` gets: a child process with a serial console
 DEFAULT_KIND = "process"
