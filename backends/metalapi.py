@@ -97,12 +97,14 @@ class MetalApi:
                             raise BackendError(f"{what}: rate limited by the API (429); it "
                                                f"asks to retry after {wait:g} s")
                         pause = max(wait, 0.0)
-            elapsed = time.monotonic() - start
-            if time.monotonic() + pause + MIN_ATTEMPT > deadline:
+            now = time.monotonic()
+            if now + MIN_ATTEMPT >= deadline:
                 raise BackendError(f"{what}: {problem} (gave up after {tries} "
-                                   f"{'try' if tries == 1 else 'tries'} in {elapsed:.1f} s)")
-            log.debug("%s: %s; retrying in %.2f s", what, problem, pause)
-            time.sleep(pause)
+                                   f"{'try' if tries == 1 else 'tries'} in {now - start:.1f} s)")
+            # the last pause is cut short so the budget ends with a try, not a wait
+            wait = min(pause, deadline - now - MIN_ATTEMPT)
+            log.debug("%s: %s; retrying in %.2f s", what, problem, wait)
+            time.sleep(wait)
             pause = min(pause * 2, 1.0)
 
     def _refuse(self, answer: requests.Response, what: str, device_id: str) -> None:

@@ -17,8 +17,8 @@ too (this server's own bug). Tests assert `violations` is empty.
 The device state machine follows the specification's `Device.state` description: `power_on`
 takes an `inactive` device through `powering_on` to `active`, `power_off` through
 `powering_off` to `inactive`, `reboot` through both, `reinstall`/`rescue` through
-`reinstalling`; each step takes `transition_delay` seconds (states advance lazily, on the next
-request: no timer threads). An action that does not fit the state is a 422, as the real API
+`reinstalling`; each step takes `transition_delay` seconds (a timer moves it on, so a boot
+"prints" on the console even when nobody asks the API). An action that does not fit the state is a 422, as the real API
 answers. Each completed boot is recorded in `device.boots` ("pxe" with `always_pxe`, else
 "disk") and, with `console_path`, printed there as the server's serial output would be (the
 test SOS console shows that file).
@@ -48,7 +48,7 @@ from typing import Any
 
 import yaml
 from flask import Flask, Response, request
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 REPO = Path(__file__).resolve().parents[1]
 API_PREFIX = "/metal/v1"
@@ -133,9 +133,11 @@ class Device:
     #: the actions performed, in order
     actions: list[str] = field(default_factory=list)
 
+    sos_host: str | None = None  # the `sos` field; default: the facility's SOS host
+
     @property
     def sos(self) -> str:
-        return f"sos.{self.facility}.platformequinix.com"
+        return self.sos_host or f"sos.{self.facility}.platformequinix.com"
 
     def as_json(self, project_id: str) -> dict[str, Any]:
         """The `Device` the API returns (the fields a real answer has that matter here)."""
@@ -186,6 +188,7 @@ class MetalApiServer:
         #: (method, path, JSON body or None) of every request, in order
         self.requests: list[tuple[str, str, Any]] = []
         self._faults: list[Fault] = []
+        self._timers: list[threading.Timer] = []
         self._lock = threading.RLock()
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -195,9 +198,10 @@ class MetalApiServer:
     # -- setting up -----------------------------------------------------------------------
     def add_device(self, *, state: str = "inactive", hostname: str = "server-1",
                    device_id: str | None = None, project: str | None = None,
-                   facility: str = "da11", always_pxe: bool = False) -> str:
+                   facility: str = "da11", always_pxe: bool = False,
+                   sos: str | None = None) -> str:
         device = Device(device_id or str(uuid.uuid4()), hostname, state,
-                        project or self.project_id, facility, always_pxe)
+                        project or self.project_id, facility, always_pxe, sos_host=sos)
         with self._lock:
             self.devices[device.id] = device
         return device.id
@@ -255,15 +259,19 @@ class MetalApiServer:
 
     def start(self) -> MetalApiServer:
         openapi()  # loaded before the first request is timed
-        self._server = make_server(self.host, 0, self.app, threaded=True)
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
+        self._server = make_server(self.host, 0, self.app, threaded=True,
+                                   request_handler=_KeepAliveHandler)
         self._server.daemon_threads = True
         self.port = self._server.socket.getsockname()[1]
-        self._thread = threading.Thread(target=self._server.serve_forever,
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
                                         name="metal-api", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -312,7 +320,19 @@ class MetalApiServer:
                 device.state, device.pending = "reinstalling", [(now + 3 * step, "active")]
         device.actions.append(action)
         device.updated_at = _now()
+        self._timers = [t for t in self._timers if t.is_alive()]
+        for at, _ in device.pending:
+            timer = threading.Timer(at - now + 0.001, self._tick, (device.id,))
+            timer.daemon = True
+            self._timers.append(timer)
+            timer.start()
         return None
+
+    def _tick(self, device_id: str) -> None:
+        with self._lock:
+            device = self.devices.get(device_id)
+            if device is not None:
+                self._advance(device)
 
     # -- HTTP -----------------------------------------------------------------------------
     def _make_app(self) -> Flask:
@@ -442,6 +462,13 @@ class MetalApiServer:
         response = self._json({"errors": [message]}, status)
         response.headers.update(headers or {})
         return response
+
+
+class _KeepAliveHandler(WSGIRequestHandler):
+    """HTTP/1.1 with persistent connections, as the real API (behind its load balancer)
+    offers: the client's connection reuse is exercised, and so are drops of reused ones."""
+
+    protocol_version = "HTTP/1.1"
 
 
 def main() -> None:

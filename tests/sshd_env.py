@@ -18,6 +18,7 @@ import contextlib
 import getpass
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -147,6 +148,28 @@ class Sshd:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+    def sessions(self) -> list[int]:
+        """The pids of sshd's session processes (its children: one per connection)."""
+        if self.process is None:
+            return []
+        children = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    # the field after the parenthesised command name: state, then the ppid
+                    stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                    if int(stat[1]) == self.process.pid:
+                        children.append(int(entry.name))
+        return children
+
+    def kill_sessions(self) -> int:
+        """End every open session abruptly (the connection drops); how many there were."""
+        pids = self.sessions()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return len(pids)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
