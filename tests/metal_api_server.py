@@ -18,10 +18,10 @@ The device state machine follows the specification's `Device.state` description:
 takes an `inactive` device through `powering_on` to `active`, `power_off` through
 `powering_off` to `inactive`, `reboot` through both, `reinstall`/`rescue` through
 `reinstalling`; each step takes `transition_delay` seconds (a timer moves it on, so a boot
-"prints" on the console even when nobody asks the API). An action that does not fit the state is a 422, as the real API
-answers. Each completed boot is recorded in `device.boots` ("pxe" with `always_pxe`, else
-"disk") and, with `console_path`, printed there as the server's serial output would be (the
-test SOS console shows that file).
+"prints" on the console even when nobody asks the API). An action that does not fit the state
+is a 422, as the real API answers. Each completed boot is recorded in `device.boots` ("pxe"
+with `always_pxe`, else "disk") and, with `console_path`, printed there as the server's serial
+output would be (the test SOS console shows that file).
 
 Injected failures (what an API gateway does on a bad day): `fail(status)` answers 429 (with
 Retry-After), 500, 502, 503, ... with the specification's Error body; `slow(seconds)` delays

@@ -9,6 +9,8 @@ everything else in `directory`. `users` are log-in names that need not exist on 
 (an Equinix Metal SOS login is the device's UUID, 36 characters: more than `useradd` takes):
 sshd then runs in a mount namespace of its own where a copy of /etc/passwd with those users
 (uid 0, this test's key) is bind-mounted over the real one, so the machine is not touched.
+The same copy gives the test user `login_shell` (/bin/sh): sshd runs every command through
+the login shell, and a developer's bash with `pyenv init` in ~/.bashrc costs 0.5 s a command.
 Running sshd needs root (its privilege separation); `skip_unless_root()` says so otherwise.
 """
 
@@ -53,12 +55,14 @@ class Sshd:
     """One sshd process; `start()`/`stop()` or a `with` block."""
 
     def __init__(self, directory: Path, *, users: Sequence[str] = (),
-                 force_command: str | None = None, extra_config: str = "") -> None:
+                 force_command: str | None = None, extra_config: str = "",
+                 login_shell: str | None = "/bin/sh") -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.extra_users = list(users)
         self.user = self.extra_users[0] if self.extra_users else getpass.getuser()
         self.force_command = force_command
+        self.login_shell = login_shell
         self.extra_config = extra_config
         self.port = 0
         self.host_key = keygen(self.dir / "host_ed25519", "test-sshd-host")
@@ -91,13 +95,18 @@ class Sshd:
 
     def _command(self) -> list[str]:
         sshd = [SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")]
-        if not self.extra_users:
+        if not self.extra_users and self.login_shell is None:
             return sshd
         passwd = self.dir / "passwd"
-        lines = Path("/etc/passwd").read_text()
-        lines += "".join(f"{name}:x:0:0:test user:{self.dir}:/bin/sh\n"
-                         for name in self.extra_users)
-        passwd.write_text(lines)
+        lines = []
+        for line in Path("/etc/passwd").read_text().splitlines():
+            fields = line.split(":")
+            if self.login_shell and len(fields) == 7 and fields[0] == self.user:
+                fields[6] = self.login_shell  # not the user's bash with its slow ~/.bashrc
+            lines.append(":".join(fields))
+        lines += [f"{name}:x:0:0:test user:{self.dir}:{self.login_shell or '/bin/sh'}"
+                  for name in self.extra_users]
+        passwd.write_text("\n".join(lines) + "\n")
         # the copy of /etc/passwd is seen by this sshd (and its sessions) only
         script = 'mount --bind "$1" /etc/passwd && shift && exec "$@"'
         return [shutil.which("unshare") or "unshare", "--mount", "--propagation", "private",
