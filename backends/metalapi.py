@@ -16,6 +16,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import time
+from http import HTTPStatus
 from typing import Any
 
 import requests
@@ -89,7 +90,7 @@ class MetalApi:
                 if answer.status_code < 400:
                     return answer
                 self._refuse(answer, what, device_id)  # raises for what retrying cannot fix
-                problem = f"{answer.status_code} {answer.reason}: {_message(answer)}"
+                problem = f"{_status(answer)}: {_message(answer)}"
                 if answer.status_code == 429:
                     wait = _retry_after(answer)
                     if wait is not None:
@@ -121,7 +122,7 @@ class MetalApi:
         elif status == 422:
             message = f"refused (422 Unprocessable Entity: {said})"
         elif 400 <= status < 500 and status != 429:
-            message = f"{status} {answer.reason}: {said}"
+            message = f"{_status(answer)}: {said}"
         else:
             return
         raise MetalApiError(f"{what}: {message}", status)
@@ -136,6 +137,14 @@ class MetalApi:
             raise BackendError(f"Metal API: the answer to {answer.request.method} "
                                f"{answer.url} is not a JSON object")
         return body
+
+
+def _status(answer: requests.Response) -> str:
+    """"503 Service Unavailable": the standard phrase (servers spell theirs differently)."""
+    try:
+        return f"{answer.status_code} {HTTPStatus(answer.status_code).phrase}"
+    except ValueError:
+        return f"{answer.status_code} {answer.reason}"
 
 
 def _message(answer: requests.Response) -> str:

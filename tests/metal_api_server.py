@@ -48,7 +48,7 @@ from typing import Any
 
 import yaml
 from flask import Flask, Response, request
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import make_server
 
 REPO = Path(__file__).resolve().parents[1]
 API_PREFIX = "/metal/v1"
@@ -260,8 +260,9 @@ class MetalApiServer:
     def start(self) -> MetalApiServer:
         openapi()  # loaded before the first request is timed
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
-        self._server = make_server(self.host, 0, self.app, threaded=True,
-                                   request_handler=_KeepAliveHandler)
+        # werkzeug's server closes every connection after its answer (no keep-alive): the
+        # client's connection reuse is not exercised here, its reconnecting is
+        self._server = make_server(self.host, 0, self.app, threaded=True)
         self._server.daemon_threads = True
         self.port = self._server.socket.getsockname()[1]
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
@@ -462,13 +463,6 @@ class MetalApiServer:
         response = self._json({"errors": [message]}, status)
         response.headers.update(headers or {})
         return response
-
-
-class _KeepAliveHandler(WSGIRequestHandler):
-    """HTTP/1.1 with persistent connections, as the real API (behind its load balancer)
-    offers: the client's connection reuse is exercised, and so are drops of reused ones."""
-
-    protocol_version = "HTTP/1.1"
 
 
 def main() -> None:
