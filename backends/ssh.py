@@ -12,8 +12,9 @@ Placeholders in commands are replaced by shell-quoted values (so write `{url}`, 
 (`uefi` or `legacy`), `{url}` and `{slot}` (virtual media), `{node}` (the node's name).
 
 Every command has a deadline (`command_timeout`, connecting included); a failing or hung command
-is a BackendError naming the command and its error output. The power state is cached for
-`status_cache` seconds (the node may ask often) and read again after every action.
+is a BackendError naming the command and its error output, and a hung one is killed (over SSH,
+with `kill_on_timeout`, by running it under coreutils `timeout` on the host). The power state is
+cached for `status_cache` seconds (the node may ask often) and read again after every action.
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ class SshBackend(Backend):
                  status_on: str = DEFAULT_STATUS_ON, status_off: str = DEFAULT_STATUS_OFF,
                  set_boot_device: str | None = None, boot_devices: dict[str, str] | None = None,
                  insert_media: str | None = None, eject_media: str | None = None,
-                 console_command: str | None = None, connect_timeout: float = 5.0,
+                 console_command: str | None = None, kill_on_timeout: bool = True,
+                 connect_timeout: float = 5.0,
                  command_timeout: float = 10.0, poll_interval: float = 5.0,
                  status_cache: float = 1.0, node_name: str = "") -> None:
         if not isinstance(host, str) or not host:
@@ -126,6 +128,9 @@ class SshBackend(Backend):
         self.status_off = _regex("status_off", status_off)
         self.boot_names = _boot_names(boot_devices)
         self.console_command = console_command
+        if not isinstance(kill_on_timeout, bool):
+            raise TypeError("kill_on_timeout: must be true or false")
+        self.kill_on_timeout = kill_on_timeout
         self.capabilities = self._capabilities()
         self._lock = threading.Lock()
         self._cached: tuple[float, PowerState | BackendError] | None = None
@@ -165,7 +170,8 @@ class SshBackend(Backend):
             result = run_local(command, self.command_timeout)
         else:
             self._use_pool()
-            result = run_remote(self.target, command, self.command_timeout)
+            result = run_remote(self.target, command, self.command_timeout,
+                                self.kill_on_timeout)
         if result.status != 0:
             said = (result.stderr.strip() or result.stdout.strip())[-OUTPUT_QUOTE:]
             raise BackendError(f"{self.where}: {name} command failed (exit {result.status})"

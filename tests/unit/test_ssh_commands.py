@@ -51,6 +51,19 @@ def make(where: dict[str, object], state: Path, **settings: object) -> SshBacken
     return backend
 
 
+def running(text: str) -> list[str]:
+    """Command lines of the processes that mention `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in line:
+            found.append(line)
+    return found
+
+
 def actions(state: Path) -> list[str]:
     path = state / "actions"
     return path.read_text().splitlines() if path.exists() else []
@@ -139,6 +152,11 @@ def test_a_hung_command_times_out(where: dict[str, object], tmp_path: Path) -> N
         assert time.monotonic() - start < 2.5
         (tmp_path / "fail-status").unlink()
         assert backend.power_state() is PowerState.OFF  # the next command works
+        # and the hung one does not linger (on the host: killed by `timeout` 1 s later)
+        deadline = time.monotonic() + 5
+        while running(str(tmp_path)):
+            assert time.monotonic() < deadline, running(str(tmp_path))
+            time.sleep(0.1)
     finally:
         backend.close()
 
