@@ -42,7 +42,7 @@ from backends.base import (
     PowerOp,
     PowerState,
 )
-from backends.sshloop import SshTarget, check_target_settings
+from backends.sshloop import SshTarget, check_target_settings, check_types
 
 if TYPE_CHECKING:
     from backends.metalapi import MetalApi
@@ -82,8 +82,14 @@ class MetalBackend(Backend):
                  api_timeout: float = 2.0, poll_interval: float = 30.0,
                  transition_poll: float = 1.0, state_cache: float = 1.0,
                  node_name: str = "") -> None:
+        none = type(None)
+        check_types(device_id=(device_id, str), token_env=(token_env, str),
+                    base_url=(base_url, str), facility=(facility, (str, none)),
+                    sos_host=(sos_host, (str, none)),
+                    ipxe_script_url=(ipxe_script_url, (str, none)),
+                    sos_check_host_key=(sos_check_host_key, bool))
         try:
-            self.device_id = str(uuid.UUID(str(device_id)))
+            self.device_id = str(uuid.UUID(device_id))
         except ValueError:
             raise ValueError(f"device_id: {device_id!r} is not a device UUID") from None
         if not isinstance(token_env, str) or not token_env:

@@ -37,7 +37,7 @@ from backends.base import (
     PowerState,
 )
 from backends.sshcommand import Result, run_local, run_remote
-from backends.sshloop import SshTarget, check_target_settings
+from backends.sshloop import SshTarget, check_target_settings, check_types
 
 if TYPE_CHECKING:
     from backends.sshconsole import RemoteConsole
@@ -103,7 +103,12 @@ class SshBackend(Backend):
                  connect_timeout: float = 5.0,
                  command_timeout: float = 10.0, poll_interval: float = 5.0,
                  status_cache: float = 1.0, node_name: str = "") -> None:
-        if not isinstance(host, str) or not host:
+        none = type(None)
+        check_types(host=(host, str), user=(user, (str, none)),
+                    check_host_key=(check_host_key, bool), kill_on_timeout=(kill_on_timeout, bool),
+                    status_on=(status_on, str), status_off=(status_off, str),
+                    console_command=(console_command, (str, none)))
+        if not host:
             raise ValueError("host: must be a host name, an address or 'local'")
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             raise ValueError("port: must be 1..65535")
@@ -128,8 +133,6 @@ class SshBackend(Backend):
         self.status_off = _regex("status_off", status_off)
         self.boot_names = _boot_names(boot_devices)
         self.console_command = console_command
-        if not isinstance(kill_on_timeout, bool):
-            raise TypeError("kill_on_timeout: must be true or false")
         self.kill_on_timeout = kill_on_timeout
         self.capabilities = self._capabilities()
         self._lock = threading.Lock()

@@ -73,9 +73,26 @@ class SshTarget:
         return f"{user}{self.host}:{self.port}"
 
 
+def check_types(**settings: tuple[Any, type | tuple[type, ...]]) -> None:
+    """TypeError naming the first setting whose value is not of its type (`None` is allowed
+    where the type tuple includes `type(None)`)."""
+    for name, (value, kinds) in settings.items():
+        kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+        if isinstance(value, bool) and bool not in kinds:
+            value_ok = False
+        else:
+            value_ok = isinstance(value, kinds)
+        if not value_ok:
+            names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+            raise TypeError(f"{name}: must be {names}, not {value!r}")
+
+
 def check_target_settings(key: str | None, known_hosts: str | None, prefix: str = "") -> None:
     """ValueError for files named in the settings that are not there (a clear config error
     at start instead of a failure at the first power-on)."""
+    none = type(None)
+    check_types(**{f"{prefix}key": (key, (str, none)),
+                   f"{prefix}known_hosts": (known_hosts, (str, none))})
     for name, path in (("key", key), ("known_hosts", known_hosts)):
         if path is not None and not Path(path).expanduser().is_file():
             raise ValueError(f"{prefix}{name}: {path!r} is not a file")

@@ -56,6 +56,9 @@ def test_settings_are_checked_before_anything_starts(monkeypatch: pytest.MonkeyP
     with pytest.raises(ValueError, match="api_timeout"):
         MetalBackend(device_id="8d4cb8e1-4b4b-4f8e-9f51-1f3d1b0a0c11", token_env=ENV,
                      api_timeout=0)
+    with pytest.raises(TypeError, match="sos_host: must be str or null"):
+        MetalBackend(device_id="8d4cb8e1-4b4b-4f8e-9f51-1f3d1b0a0c11", token_env=ENV,
+                     sos_host=22)  # type: ignore[arg-type]
     monkeypatch.delenv(ENV)
     with pytest.raises(ValueError, match=f"{ENV}.*is not set"):
         MetalBackend(device_id="8d4cb8e1-4b4b-4f8e-9f51-1f3d1b0a0c11", token_env=ENV)

@@ -260,6 +260,10 @@ def test_settings_are_checked(tmp_path: Path) -> None:
         SshBackend(host="local", **base, command_timeout=0)
     with pytest.raises(ValueError, match="power_off: must be a shell command"):
         SshBackend(host="local", **{**base, "power_off": " "})
+    with pytest.raises(TypeError, match="user: must be str or null, not 3"):
+        SshBackend(host="h", **base, user=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="check_host_key: must be bool"):
+        SshBackend(host="h", **base, check_host_key="no")  # type: ignore[arg-type]
     with pytest.raises(TypeError):  # the commands every server needs
         SshBackend(host="local")  # type: ignore[call-arg]
 
