@@ -42,7 +42,7 @@ from backends.base import (
     PowerOp,
     PowerState,
 )
-from backends.sshloop import SshTarget, check_target_settings, check_types
+from backends.sshloop import SshTarget, check_target_settings, check_types, require
 
 if TYPE_CHECKING:
     from backends.metalapi import MetalApi
@@ -122,6 +122,9 @@ class MetalBackend(Backend):
         if host is not None:
             self.sos = SshTarget(host, sos_port, self.device_id, sos_key, sos_known_hosts,
                                  sos_check_host_key, connect_timeout=5.0)
+        require("requests", "metal")
+        if self.sos is not None:
+            require("asyncssh", "metal")
         self.capabilities = Capabilities(
             power=frozenset({PowerOp.ON, PowerOp.OFF, PowerOp.SOFT_OFF, PowerOp.RESET,
                              PowerOp.CYCLE}),

@@ -37,7 +37,7 @@ from backends.base import (
     PowerState,
 )
 from backends.sshcommand import Result, run_local, run_remote
-from backends.sshloop import SshTarget, check_target_settings, check_types
+from backends.sshloop import SshTarget, check_target_settings, check_types, require
 
 if TYPE_CHECKING:
     from backends.sshconsole import RemoteConsole
@@ -115,6 +115,8 @@ class SshBackend(Backend):
         check_target_settings(key, known_hosts)
         self.node_name = node_name
         self.local = host == LOCAL
+        if not self.local:
+            require("asyncssh", "ssh")
         self.target = SshTarget(host, port, user, key, known_hosts, check_host_key,
                                 _positive("connect_timeout", connect_timeout, 300))
         self.command_timeout = _positive("command_timeout", command_timeout, 3600)

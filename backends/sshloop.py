@@ -73,6 +73,15 @@ class SshTarget:
         return f"{user}{self.host}:{self.port}"
 
 
+def require(module: str, extra: str) -> None:
+    """BackendError (the node cannot start) if `module` is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise BackendError(f"this backend needs the Python package {module!r}: "
+                           f"pip install 'bmc-emulator[{extra}]'")
+
+
 def check_types(**settings: tuple[Any, type | tuple[type, ...]]) -> None:
     """TypeError naming the first setting whose value is not of its type (`None` is allowed
     where the type tuple includes `type(None)`)."""
