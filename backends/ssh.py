@@ -170,13 +170,14 @@ class SshBackend(Backend):
         template = self.commands[name]
         assert template is not None
         command = fill(template, node=self.node_name, **values)
-        log.debug("%s: %s: %s", self.node_name, name, command)
+        log.debug("%s: running the %s command", self.node_name, name)  # not its text: it
+        label = f"{name} command"                                           # may hold secrets
         if self.local:
-            result = run_local(command, self.command_timeout)
+            result = run_local(command, self.command_timeout, label)
         else:
             self._use_pool()
             result = run_remote(self.target, command, self.command_timeout,
-                                self.kill_on_timeout)
+                                self.kill_on_timeout, label)
         if result.status != 0:
             said = (result.stderr.strip() or result.stdout.strip())[-OUTPUT_QUOTE:]
             raise BackendError(f"{self.where}: {name} command failed (exit {result.status})"
@@ -289,7 +290,7 @@ class SshBackend(Backend):
                 self._use_pool()
                 opener = ssh_channel(self.target, command)
             self._console = RemoteConsole(self.node_name or "ssh", opener,
-                                          f"console ({self.where}: {command})")
+                                          f"console ({self.where}: console_command)")
         self._console.start(output)
         return True
 

@@ -31,8 +31,8 @@ class Result:
     stderr: str
 
 
-def run_remote(target: SshTarget, command: str, timeout: float, kill_remote: bool = True
-               ) -> Result:
+def run_remote(target: SshTarget, command: str, timeout: float, kill_remote: bool = True,
+               label: str = "the command") -> Result:
     """`command` on `target` over the pooled SSH connection.
 
     With `kill_remote`, the host runs it under coreutils' `timeout`, which kills the whole
@@ -42,11 +42,13 @@ def run_remote(target: SshTarget, command: str, timeout: float, kill_remote: boo
     wrapped = command
     if kill_remote:
         wrapped = f"timeout -s KILL {timeout + REMOTE_GRACE:g} sh -c {shlex.quote(command)}"
-    return sshloop.run(_run_remote(target, wrapped, command, timeout), timeout + 1,
+    return sshloop.run(_run_remote(target, wrapped, label, timeout), timeout + 1,
                        f"ssh {target}")
 
 
 async def _run_remote(target: SshTarget, command: str, shown: str, timeout: float) -> Result:
+    """`shown` names the command in errors: its label, never its text (a command line may
+    hold a password, and errors reach Redfish clients)."""
     try:
         conn = await asyncio.wait_for(sshloop.pool.get(target), timeout)
     except Exception as exc:
@@ -78,14 +80,20 @@ def _signal_number(exit_signal: object) -> int:
         return 127
 
 
-def run_local(command: str, timeout: float, env: dict[str, str] | None = None) -> Result:
+def child_env() -> dict[str, str]:
+    """The environment of a local command: the emulator's, minus its own settings (such as
+    BMC_EMULATOR_PASSWORD)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("BMC_EMULATOR_")}
+
+
+def run_local(command: str, timeout: float, label: str = "the command") -> Result:
     """`command` through /bin/sh here; its process group is killed if it overruns."""
     try:
         proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True, env={**os.environ, **(env or {})})
+                                start_new_session=True, env=child_env())
     except OSError as exc:
-        raise BackendError(f"cannot run {command!r}: {exc.strerror}") from None
+        raise BackendError(f"cannot run {label}: {exc.strerror}") from None
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -94,7 +102,7 @@ def run_local(command: str, timeout: float, env: dict[str, str] | None = None) -
         with contextlib.suppress(subprocess.TimeoutExpired):  # a daemon it left may hold
             proc.communicate(timeout=1)                       # the pipes open: not our wait
         proc.wait()
-        raise BackendError(f"{command!r} did not finish within {timeout:g} s") from None
+        raise BackendError(f"local: {label} did not finish within {timeout:g} s") from None
     return Result(proc.returncode, _text(out), _text(err))
 
 

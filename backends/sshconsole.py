@@ -210,7 +210,9 @@ class _LocalChannel:
         try:
             columns, rows = TERM_SIZE
             fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-            env = {**os.environ, "TERM": TERM}
+            from backends.sshcommand import child_env
+
+            env = {**child_env(), "TERM": TERM}
             # ptyexec makes the pty its controlling terminal (job control, ^C) like a console
             self._proc = subprocess.Popen([sys.executable, "-I", "-S", PTYEXEC,
                                            "/bin/sh", "-c", command],

@@ -271,3 +271,34 @@ def test_settings_are_checked(tmp_path: Path) -> None:
 def test_fill_quotes_every_value() -> None:
     assert fill("virsh x {device} {url} {unknown}", device="hd", url="a b") == \
         "virsh x hd 'a b' {unknown}"
+
+
+def test_command_text_is_never_shown(where: dict[str, object], tmp_path: Path,
+                                     caplog: pytest.LogCaptureFixture) -> None:
+    """A command line may hold a password: errors (which reach Redfish) and logs name the
+    action, not the text."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    backend = make(where, tmp_path, command_timeout=1.0,
+                   power_status="sleep 5; echo on # --password hunter2",
+                   power_on="false --password hunter2")
+    try:
+        with pytest.raises(BackendError) as hung:
+            backend.power_state()
+        with pytest.raises(BackendError) as failed:
+            backend.power_on(BootDevice.NONE)
+        assert "power_status command did not finish" in str(hung.value)
+        assert "power_on command failed (exit 1)" in str(failed.value)
+        assert "hunter2" not in str(hung.value) + str(failed.value) + caplog.text
+    finally:
+        backend.close()
+
+
+def test_local_commands_do_not_see_the_emulators_settings(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    monkeypatch.setenv("BMC_EMULATOR_PASSWORD", "s3cret-pw")
+    backend = make({"host": "local"}, tmp_path,
+                   power_status="env | grep -c BMC_EMULATOR_ || echo off")
+    assert backend.power_state() is PowerState.OFF  # grep found nothing: "0", then "off"
