@@ -154,5 +154,7 @@ def test_a_failed_read_is_cached_so_callers_do_not_pile_up(api: MetalApiServer) 
 
 def test_the_backend_never_shows_the_token(api: MetalApiServer) -> None:
     metal = backend(api, api.add_device())
+    metal.power_state()  # the client exists, the token is in its session
+    assert metal.api.session.headers["X-Auth-Token"] == TOKEN
     assert TOKEN not in repr(metal) and TOKEN not in repr(metal.api)
     assert TOKEN not in repr(vars(metal))
