@@ -37,6 +37,8 @@ BUILTIN = {
     "docker": "backends.docker:DockerBackend",
     "ipmi": "backends.ipmi_proxy:IpmiProxyBackend",
     "redfish": "backends.redfish_proxy:RedfishProxyBackend",
+    "ssh": "backends.ssh:SshBackend",
+    "metal": "backends.metal:MetalBackend",
 }
 #: what a node without `backend:` gets: a child process with a serial console
 DEFAULT_KIND = "process"
