@@ -35,6 +35,7 @@ BUILTIN = {
     "memory": "backends.memory:MemoryBackend",
     "process": "backends.process:ProcessBackend",
     "docker": "backends.docker:DockerBackend",
+    "libvirt": "backends.libvirt:LibvirtBackend",
 }
 #: what a node without `backend:` gets: a child process with a serial console
 DEFAULT_KIND = "process"
