@@ -395,12 +395,16 @@ class LibvirtBackend(Backend):
             log.warning("%s: no serial console: %s", self.node_name, exc)
 
     def _open_console_quietly(self) -> None:
+        if self._busy:
+            return  # an own action is starting the domain: it opens the console itself
         try:
             self._open_console(self._domain())
         except BackendError as exc:
             log.warning("%s: %s", self.node_name, exc)
 
     def _open_console_if_running(self) -> None:
+        if self._busy:
+            return  # as above
         try:
             dom = self._domain()
             if not self._console.is_open and self._is_on(dom) is PowerState.ON:

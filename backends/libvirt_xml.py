@@ -112,8 +112,10 @@ def facts(xml: str) -> DomainFacts:
         boot.add(BootDevice.FLOPPY)
     os_type = root.find("os/type")
     arch = os_type.get("arch", "") if os_type is not None else ""
+    saved = _saved(root)  # booting legacy now, but defined with UEFI: it still has UEFI
     return DomainFacts(
-        boot_devices=frozenset(boot), uefi=is_uefi(root), legacy=arch in X86 or not arch,
+        boot_devices=frozenset(boot),
+        uefi=is_uefi(root) or (saved is not None and _saved_is_uefi(saved)), legacy=arch in X86 or not arch,
         serial_console=any(d.tag in ("serial", "console") for d in kids),
         vnc=any(d.tag == "graphics" and d.get("type") == "vnc" for d in kids),
         cdrom="cdrom" in disks, arch=arch,
@@ -262,15 +264,18 @@ def set_boot(xml: str, device: BootDevice, uefi: bool | None) -> str:
     return serialize(root)
 
 
-def _set_firmware(os_element: ET.Element, saved: ET.Element, uefi: bool) -> None:
+def _saved_is_uefi(saved: ET.Element) -> bool:
+    """Whether the saved (original) firmware is UEFI."""
     saved_root = ET.Element("domain")
     saved_os = ET.SubElement(saved_root, "os")
     if saved.get("firmware"):
         saved_os.set("firmware", saved.get("firmware", ""))
-    for child in saved:
-        if child.tag in FIRMWARE_TAGS:
-            saved_os.append(copy.deepcopy(child))
-    if is_uefi(saved_root) == uefi:
+    saved_os.extend(child for child in saved if child.tag in FIRMWARE_TAGS)
+    return is_uefi(saved_root)
+
+
+def _set_firmware(os_element: ET.Element, saved: ET.Element, uefi: bool) -> None:
+    if _saved_is_uefi(saved) == uefi:
         _restore_firmware(os_element, saved)  # the domain's own firmware is the right one
         return
     _clear_firmware(os_element)
