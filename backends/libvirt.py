@@ -452,10 +452,15 @@ class LibvirtBackend(Backend):
                          " (live)" if running else "")
                 return
             except LibvirtCallError as exc:
-                if exc.code not in (lv.VIR_ERR_NO_SUPPORT, lv.VIR_ERR_OPERATION_UNSUPPORTED):
+                unsupported = exc.code in (lv.VIR_ERR_NO_SUPPORT,
+                                           lv.VIR_ERR_OPERATION_UNSUPPORTED)
+                if not running and not unsupported:
                     raise
-                # the driver cannot change media: redefine (from the next start) instead
-                log.info("%s: live media change unsupported: redefining", self.node_name)
+                # QEMU sometimes refuses to open the tray ("Tray of device ... is not open",
+                # a known libvirt/QEMU issue); a driver may not change media at all: either
+                # way the definition changes, and the VM sees the media from its next start
+                log.warning("%s: the running VM's CD-ROM cannot be changed now (%s); the "
+                            "change takes effect at its next start", self.node_name, exc)
         self._define(dx.with_cdrom(self._xml(dom), path))
         log.info("%s: CD-ROM %s in the domain's definition%s", self.node_name,
                  path or "ejected", " (from its next start)" if running else "")

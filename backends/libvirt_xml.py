@@ -115,7 +115,8 @@ def facts(xml: str) -> DomainFacts:
     saved = _saved(root)  # booting legacy now, but defined with UEFI: it still has UEFI
     return DomainFacts(
         boot_devices=frozenset(boot),
-        uefi=is_uefi(root) or (saved is not None and _saved_is_uefi(saved)), legacy=arch in X86 or not arch,
+        uefi=is_uefi(root) or (saved is not None and _saved_is_uefi(saved)),
+        legacy=arch in X86 or not arch,
         serial_console=any(d.tag in ("serial", "console") for d in kids),
         vnc=any(d.tag == "graphics" and d.get("type") == "vnc" for d in kids),
         cdrom="cdrom" in disks, arch=arch,

@@ -265,3 +265,45 @@ def boot_sector() -> bytes:
             out += b"\xe8" + (target - end).to_bytes(2, "little", signed=True)
     assert len(out) <= 510, len(out)
     return bytes(out) + bytes(510 - len(out)) + b"\x55\xaa"
+
+
+# -- a private libvirtd (for restarts: the machine's own daemon is never touched) ---------------
+class PrivateLibvirtd:
+    """A libvirtd of our own with only the built-in drivers (test:///), on sockets in `path`.
+
+    Connect with `uri`. `stop()` kills it (by its pid: it is our child), `start()` starts it
+    again on the same sockets, as a restart of libvirtd would look to its clients.
+    """
+
+    def __init__(self, path: Path) -> None:
+        if os.geteuid() != 0:
+            pytest.skip("a private libvirtd needs root (it shares /run/libvirt's lock files)")
+        self.path = path
+        (path / "no-drivers").mkdir(parents=True, exist_ok=True)
+        self.config = path / "libvirtd.conf"
+        self.config.write_text(f'unix_sock_dir = "{path}"\nlisten_tcp = 0\nlisten_tls = 0\n')
+        self.sock = str(path / "libvirt-sock")
+        self.uri = f"test+unix:///default?socket={self.sock}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        program = shutil.which("libvirtd") or "/usr/sbin/libvirtd"
+        # no loadable drivers (qemu, network, ...): they would share the system daemon's state
+        env = {**os.environ, "LIBVIRT_DRIVER_DIR": str(self.path / "no-drivers")}
+        with open(self.path / "libvirtd.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [program, "--config", str(self.config), "--pid-file",
+                 str(self.path / "libvirtd.pid")], env=env, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=log)
+        deadline = time.monotonic() + 20
+        while not _answers(self.sock):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("the private libvirtd did not start: "
+                            + (self.path / "libvirtd.log").read_text(errors="replace")[-2000:])
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
