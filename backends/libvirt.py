@@ -322,6 +322,14 @@ class LibvirtBackend(Backend):
         elif event == lv.VIR_DOMAIN_EVENT_DEFINED:
             self._refresh_later()  # redefined, by us or by someone else (virsh edit)
             return
+        implied = {lv.VIR_DOMAIN_EVENT_STARTED: PowerState.ON,
+                   lv.VIR_DOMAIN_EVENT_RESUMED: PowerState.ON,
+                   lv.VIR_DOMAIN_EVENT_SUSPENDED: PowerState.ON,
+                   lv.VIR_DOMAIN_EVENT_PMSUSPENDED: PowerState.ON,
+                   lv.VIR_DOMAIN_EVENT_STOPPED: PowerState.OFF,
+                   lv.VIR_DOMAIN_EVENT_UNDEFINED: PowerState.OFF}.get(event)
+        if implied is None:
+            return  # shutdown finished, crashed: a STOPPED event follows if it stops
         with self._state_lock:
             if self._busy:
                 return  # our own action: it records the outcome when it ends
@@ -331,7 +339,9 @@ class LibvirtBackend(Backend):
             except BackendError as exc:
                 log.debug("%s: after a lifecycle event: %s", self.node_name, exc)
                 return
-            if state is self._known:
+            # the state now must be the event's: else it is an old event (of our own action,
+            # delivered late) and the event that explains the state now is still to come
+            if state is self._known or state is not implied:
                 return
             self._known = state
         reason = self._reason(event, detail)
