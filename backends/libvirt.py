@@ -26,14 +26,17 @@ import threading
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from backends import libvirt_media
 from backends import libvirt_xml as dx
 from backends.base import (
     ALL_POWER_OPS,
     Backend,
     BackendError,
+    BackendRefused,
     BootDevice,
     BootMode,
     Capabilities,
@@ -51,8 +54,11 @@ UNKNOWN = Capabilities(power_events=True, serial_console=True, media_slots=("Cd"
                        boot_modes=frozenset({BootMode.LEGACY}))
 #: seconds between power-state polls when the connection has no lifecycle events
 FALLBACK_POLL = 2.0
-#: how long `capabilities`/`attach_console` wait for the first look at the domain
+#: how long `attach_console` (building the node, at start) waits for the first look at the
+#: domain, so that the front ends start with its real capabilities
 FIRST_LOOK = 3.0
+#: where fetched (http, https) virtual media images are kept
+IMAGE_DIR = "/var/lib/libvirt/images/bmc-emulator"
 
 #: lifecycle event names (virDomainEventType) and details, for the power reports' reasons
 EVENTS = {0: "defined", 1: "undefined", 2: "started", 3: "suspended", 4: "resumed",
@@ -73,7 +79,8 @@ class LibvirtBackend(Backend):
 
     def __init__(self, *, domain: str, uri: str = "qemu:///system", timeout: float = 60.0,
                  connect_timeout: float = 5.0, manage_firmware: bool = True,
-                 vnc_host: str | None = None, node_name: str = "") -> None:
+                 vnc_host: str | None = None, image_dir: str = IMAGE_DIR,
+                 node_name: str = "") -> None:
         if not isinstance(domain, str) or not domain.strip():
             raise TypeError("domain: must be a libvirt domain name or UUID")
         if not isinstance(uri, str) or "://" not in uri:
@@ -82,6 +89,9 @@ class LibvirtBackend(Backend):
             raise TypeError("manage_firmware: must be true or false")
         if vnc_host is not None and not isinstance(vnc_host, str):
             raise TypeError("vnc_host: must be a host name or address")
+        if not isinstance(image_dir, str) or not image_dir.startswith("/"):
+            raise ValueError("image_dir: must be an absolute directory path")
+        self.image_dir = image_dir
         self.domain_ref = domain.strip()
         self.uri = uri
         self.timeout = _positive(timeout, "timeout")
@@ -92,6 +102,8 @@ class LibvirtBackend(Backend):
         self._dom: Any = None
         self._dom_generation = -1
         self._facts: dx.DomainFacts | None = None
+        #: the running domain's VNC URL (front ends ask for it: answered without I/O)
+        self._vnc: str | None = None
         self._seen = threading.Event()  # the domain has been looked at once (or found missing)
         #: guards _known and _busy: own actions vs lifecycle events
         self._state_lock = threading.Lock()
@@ -106,7 +118,8 @@ class LibvirtBackend(Backend):
     # -- capabilities ---------------------------------------------------------------------------
     @property  # type: ignore[override]
     def capabilities(self) -> Capabilities:
-        facts = self._first_look()
+        """From the domain's XML as last read (front ends ask: never waits for libvirt)."""
+        facts = self._facts
         if facts is None:
             return UNKNOWN
         modes = set()
@@ -127,10 +140,6 @@ class LibvirtBackend(Backend):
 
     _uefi_available = False
 
-    def _first_look(self) -> dx.DomainFacts | None:
-        if self._facts is None and not self._seen.wait(FIRST_LOOK):
-            return None
-        return self._facts
 
     # -- the domain ---------------------------------------------------------------------------
     def _call(self, what: str, fn: Callable[..., Any], *args: Any,
@@ -207,7 +216,12 @@ class LibvirtBackend(Backend):
 
     # -- power ----------------------------------------------------------------------------------
     def power_state(self) -> PowerState:
-        return self._is_on(self._domain())
+        state = self._is_on(self._domain())
+        if self._known is None:
+            with self._state_lock:  # what the node learns first (before any event was seen)
+                if self._known is None:
+                    self._known = state
+        return state
 
     def power_on(self, boot_device: BootDevice) -> None:
         dom = self._domain()
@@ -265,7 +279,7 @@ class LibvirtBackend(Backend):
             uefi = self.boot_uefi
             facts = dx.facts(xml)
             if uefi and not (facts.uefi or self._uefi_available):
-                raise BackendError(
+                raise BackendRefused(
                     f"domain {self.domain_ref!r} cannot boot in UEFI mode: it has no UEFI "
                     "loader and libvirt knows no UEFI firmware (install ovmf)")
         new = dx.set_boot(xml, device, uefi)
@@ -293,9 +307,11 @@ class LibvirtBackend(Backend):
         self._open_console(dom)
         if paused:
             self._call("resuming", dom.resume)
+        self._read_vnc(dom)
 
     def _destroy(self, dom: Any) -> None:
         self._console.close()
+        self._vnc = None
         self._call("destroying", dom.destroy)
 
     @contextmanager
@@ -349,8 +365,10 @@ class LibvirtBackend(Backend):
                  state.value, reason)
         if state is PowerState.ON:
             self._open_console_quietly()
+            self._read_vnc_quietly()
         else:
             self._console.close()
+            self._vnc = None
         self.report_power(state, f"libvirt: domain {reason}")
 
     def _reason(self, event: int, detail: int) -> str:
@@ -375,6 +393,9 @@ class LibvirtBackend(Backend):
             before, self._known = self._known, state
         if state is PowerState.ON and not self._console.is_open:
             self._open_console_quietly()
+        self._vnc = None
+        if state is PowerState.ON:
+            self._read_vnc_quietly()
         if before is not None and before is not state:
             self.report_power(state, "libvirt: changed while libvirt was unreachable")
 
@@ -386,7 +407,9 @@ class LibvirtBackend(Backend):
     # -- the serial console ------------------------------------------------------------------------
     def attach_console(self, output: Callable[[bytes], None]) -> bool:
         self._console.output = output
-        facts = self._first_look()
+        # called while the node is built: wait (bounded) for the domain's XML once
+        self._seen.wait(min(FIRST_LOOK, self.connect_timeout))
+        facts = self._facts
         if facts is not None and not facts.serial_console:
             return False
         self._conn.submit(self._open_console_if_running)
@@ -424,30 +447,34 @@ class LibvirtBackend(Backend):
 
     # -- the graphical console ---------------------------------------------------------------------
     def graphical_console(self) -> str | None:
-        dom = self._domain()
-        if self._is_on(dom) is PowerState.OFF:
-            return None
+        return self._vnc  # read at each start (the port is chosen then)
+
+    def _read_vnc(self, dom: Any) -> None:
         endpoint = dx.vnc_endpoint(self._xml(dom, live=True))
         if endpoint is None:
-            return None
+            self._vnc = None
+            return
         host, port = endpoint
         if self.vnc_host:
             host = self.vnc_host
         elif host in ("0.0.0.0", "::", ""):
             # listening everywhere: the hypervisor's own name is the address to use
             host = urlsplit(self.uri).hostname or "127.0.0.1"
-        return f"vnc://[{host}]:{port}" if ":" in host else f"vnc://{host}:{port}"
+        self._vnc = f"vnc://[{host}]:{port}" if ":" in host else f"vnc://{host}:{port}"
+
+    def _read_vnc_quietly(self) -> None:
+        try:
+            self._read_vnc(self._domain())
+        except BackendError as exc:
+            log.debug("%s: VNC display not read: %s", self.node_name, exc)
 
     # -- virtual media --------------------------------------------------------------------------
     def media_changed(self, slot: str, image: str | None) -> None:
         if slot != "Cd":
-            raise BackendError(f"the libvirt backend has no media slot {slot!r} (only Cd)")
+            raise BackendRefused(f"the libvirt backend has no media slot {slot!r} (only Cd)")
         path = None
         if image is not None:
-            path = dx.image_path(image)
-            # a local hypervisor can be checked here; a remote one checks it itself
-            if not urlsplit(self.uri).hostname and not os.path.isfile(path):
-                raise BackendError(f"virtual media {image!r}: no such file")
+            path = self._image_file(image)
         dom = self._domain()
         lv = self._conn.lv
         running = self._is_on(dom) is PowerState.ON
@@ -475,6 +502,22 @@ class LibvirtBackend(Backend):
         log.info("%s: CD-ROM %s in the domain's definition%s", self.node_name,
                  path or "ejected", " (from its next start)" if running else "")
 
+    def _image_file(self, image: str) -> str:
+        """The file on the hypervisor host that holds `image` (fetched if it is a URL)."""
+        local = not urlsplit(self.uri).hostname
+        path = libvirt_media.local_path(image)
+        if path is None:
+            if not local:
+                raise BackendRefused(
+                    f"virtual media {image.split('://', 1)[0]} URLs need a local hypervisor; "
+                    f"{self.uri} is remote: give a path on that host")
+            return libvirt_media.fetch(image, Path(self.image_dir),
+                                       _safe_name(self.node_name), self.timeout)
+        # a local hypervisor can be checked here; a remote one checks it itself
+        if local and not os.path.isfile(path):
+            raise BackendRefused(f"virtual media {image!r}: no such file")
+        return path
+
     def close(self) -> None:
         if self._closed:
             return
@@ -491,3 +534,7 @@ def _lookup(lv: Any, lookup: Callable[[str], Any], ref: str) -> Any:
         if exc.get_error_code() == lv.VIR_ERR_NO_DOMAIN:
             return None
         raise
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name) or "node"

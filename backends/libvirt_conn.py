@@ -91,8 +91,9 @@ def is_connection_error(exc: Exception) -> bool:
                 lv.VIR_ERR_AUTH_FAILED):
         return True
     message = (exc.get_error_message() or "").lower()
-    return code in (lv.VIR_ERR_SYSTEM_ERROR, lv.VIR_ERR_INTERNAL_ERROR) and (
-        "socket" in message or "connection" in message or "end of file" in message)
+    return code in (lv.VIR_ERR_SYSTEM_ERROR, lv.VIR_ERR_INTERNAL_ERROR) and any(
+        word in message for word in ("socket", "connection", "end of file", "broken pipe",
+                                     "cannot write data", "cannot recv data"))
 
 
 class Connection:
@@ -143,12 +144,22 @@ class Connection:
             raise BackendError(f"libvirt at {self.uri} did not answer {what} within "
                                f"{timeout:g} s") from None
         except self.lv.libvirtError as exc:
-            if is_connection_error(exc):
+            if is_connection_error(exc) or not self._alive():
                 self.lost(f"{what}: {exc.get_error_message()}")
                 raise BackendError(f"libvirt at {self.uri}: connection lost during {what} "
                                    f"({exc.get_error_message()}); reconnecting") from None
             raise LibvirtCallError(f"{what}: {exc.get_error_message()}",
                                    exc.get_error_code()) from None
+
+    def _alive(self) -> bool:
+        """Whether the connection still stands (local: asks the client, not libvirtd)."""
+        conn = self._conn
+        if conn is None:
+            return False
+        try:
+            return bool(conn.isAlive())
+        except self.lv.libvirtError:
+            return False
 
     def watch(self, uuid: str, listener: Listener) -> None:
         with self._lock:

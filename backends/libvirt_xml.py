@@ -20,9 +20,8 @@ from __future__ import annotations
 import copy
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-from backends.base import BackendError, BootDevice
+from backends.base import BackendError, BackendRefused, BootDevice
 
 #: our `<metadata>` namespace (libvirt keys metadata by namespace URI)
 NS = "https://github.com/bmc-emulator/bmc-emulator/libvirt"
@@ -252,7 +251,7 @@ def set_boot(xml: str, device: BootDevice, uefi: bool | None) -> str:
         return serialize(root)
     dev = BOOT_DEV.get(device)
     if dev is None:
-        raise BackendError(f"a libvirt domain cannot boot {device.value}")
+        raise BackendRefused(f"a libvirt domain cannot boot {device.value}")
     if saved is None:
         saved = _capture(root)
         _store(root, saved)
@@ -297,21 +296,6 @@ def boot_signature(xml: str) -> tuple[object, ...]:
 
 
 # -- the CD-ROM (virtual media) -----------------------------------------------------------------
-def image_path(image: str) -> str:
-    """A virtual media image as a local path: a path or a file:// URL (others are refused)."""
-    parts = urlsplit(image)
-    if parts.scheme in ("", "file") and (parts.scheme or image.startswith("/")):
-        path = parts.path if parts.scheme == "file" else image
-        if parts.scheme == "file" and parts.netloc not in ("", "localhost"):
-            raise BackendError(f"virtual media {image!r}: a file:// URL must name a local file")
-        if not path.startswith("/"):
-            raise BackendError(f"virtual media {image!r}: the path must be absolute")
-        return path
-    raise BackendError(
-        f"virtual media {image!r}: the libvirt backend takes a local path or file:// URL on "
-        f"the hypervisor host (download http(s) images there first)")
-
-
 def _cdrom(root: ET.Element) -> ET.Element | None:
     return next((d for d in _devices(root).findall("disk") if d.get("device") == "cdrom"), None)
 

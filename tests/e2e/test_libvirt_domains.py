@@ -5,7 +5,8 @@ requests and (for the serial console) `ipmitool sol activate` under pexpect.
   the emulator see the same domains: power and boot device over IPMI, Redfish Reset, and a
   domain destroyed from outside showing up as power off and a SEL entry;
 - QEMU (`qemu:///system`) running a 512-byte boot-sector guest (tests/libvirt_env.py): its
-  banner through SOL, and typed bytes echoed back; live CD-ROM change and the VNC endpoint;
+  banner through SOL, and typed bytes echoed back; a Redfish InsertMedia of an http image
+  landing in the running VM's CD-ROM; the VNC endpoint in Redfish; a reset to CD-ROM;
 - a private libvirtd killed and restarted under a backend: errors meanwhile, then reconnected.
 
 Every check after an action polls with a bounded wait: actions may complete asynchronously.
@@ -13,9 +14,13 @@ Every check after an action polls with a bounded wait: actions may complete asyn
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import re
+import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -136,10 +141,31 @@ def qemu_guest() -> Iterator[tuple[Domains, str]]:
         doms.cleanup()
 
 
-def test_qemu_guest_serial_console_over_sol(emulator_factory: Launcher,
-                                            qemu_guest: tuple[Domains, str]) -> None:
+@pytest.fixture
+def web() -> Iterator[tuple[str, Path]]:
+    """An HTTP server on loopback serving (and yielding) a fresh directory."""
+    root = Path("/tmp") / unique_name("bmcemu-www")
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None  # type: ignore[method-assign]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_qemu_guest_sol_media_and_vnc(emulator_factory: Launcher,
+                                      qemu_guest: tuple[Domains, str],
+                                      web: tuple[str, Path]) -> None:
     doms, name = qemu_guest
-    bmc = emulator_factory([libvirt_node(name, "qemu:///system")])
+    image_dir = Path("/var/lib/libvirt/images") / unique_name("bmcemu-media")
+    node = libvirt_node(name, "qemu:///system")
+    node["backend"]["image_dir"] = str(image_dir)  # type: ignore[index]
+    bmc = emulator_factory([node])
     dom = doms.get(name)
     started = time.monotonic()
     ipmi(bmc, "chassis", "power", "on")
@@ -158,18 +184,47 @@ def test_qemu_guest_serial_console_over_sol(emulator_factory: Launcher,
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
+
+    # Redfish: the VNC display of the running VM, and an http image in its CD-ROM
+    auth = (bmc.username, bmc.password)
+    manager = f"{bmc.nodes[0].redfish_url}/redfish/v1/Managers/BMC"
+    oem = requests.get(manager, auth=auth, timeout=TIMEOUT).json()["Oem"]["BmcEmulator"]
+    assert re.fullmatch(r"vnc://127\.0\.0\.1:59\d\d", oem["GraphicalConsoleURL"]), oem
+    url, www = web
+    (www / "install.iso").write_bytes(b"CD001" * 4096)
+    try:
+        response = requests.post(f"{manager}/VirtualMedia/Cd/Actions/VirtualMedia.InsertMedia",
+                                 json={"Image": f"{url}/install.iso"}, auth=auth,
+                                 timeout=TIMEOUT)
+        assert response.status_code in (200, 202, 204), response.text
+        wait_for(lambda: (dx.cdrom_media(doms.xml(name, inactive=False)) or "").startswith(
+            str(image_dir)), "the image in the running VM's CD-ROM")
+        fetched = Path(dx.cdrom_media(doms.xml(name, inactive=False)) or "")
+        assert fetched.read_bytes() == b"CD001" * 4096
+        response = requests.post(f"{manager}/VirtualMedia/Cd/Actions/VirtualMedia.InsertMedia",
+                                 json={"Image": f"{url}/missing.iso"}, auth=auth,
+                                 timeout=TIMEOUT)
+        assert response.status_code == 400, response.text  # the server said 404: refused
+        assert "404" in response.text
+        response = requests.post(f"{manager}/VirtualMedia/Cd/Actions/VirtualMedia.EjectMedia",
+                                 json={}, auth=auth, timeout=TIMEOUT)
+        assert response.status_code in (200, 202, 204), response.text
+        wait_for(lambda: dx.cdrom_media(doms.xml(name)) is None, "the CD-ROM ejected")
+    finally:
+        shutil.rmtree(image_dir, ignore_errors=True)
     ipmi(bmc, "chassis", "power", "off")
     wait_for(lambda: not dom.isActive(), "the VM to stop")
     wait_for(lambda: power_status(bmc) == "off", "IPMI power status off")
 
 
-def test_qemu_live_cdrom_and_vnc(qemu_guest: tuple[Domains, str], tmp_path: Path) -> None:
+def test_qemu_live_cdrom_and_reset_to_it(qemu_guest: tuple[Domains, str]) -> None:
     doms, name = qemu_guest
     backend = create_backend("libvirt", {"domain": name, "uri": "qemu:///system"}, "vm")
     iso = Path("/var/lib/libvirt/images") / f"{name}.iso"
     doms.files.append(iso)
     iso.write_bytes(bytes(2048 * 16))
     try:
+        assert backend.attach_console(lambda data: None)  # as the node does when built
         caps = backend.capabilities
         assert caps.serial_console and caps.graphical_console
         assert BootDevice.CDROM in caps.boot_devices

@@ -4,15 +4,20 @@ settings, a shared connection; and its XML edits on their own."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from backends import BackendError, BootDevice, BootMode, PowerState, create_backend
 from backends import libvirt_xml as dx
+from backends.base import BackendRefused
 from backends.libvirt import LibvirtBackend
+from backends.libvirt_media import local_path
 from tests.libvirt_env import Domains, fake_domain_xml, unique_name
 
 URI = "test:///default"
@@ -41,6 +46,9 @@ class Node:
                                       "node-x")
         self.reports: list[tuple[PowerState, str]] = []
         self.backend.on_power_change = lambda state, why: self.reports.append((state, why))
+        # as the node's console hub does when the node is built (it waits for the first look)
+        self.console = bytearray()
+        self.has_console = self.backend.attach_console(self.console.extend)
 
     def __enter__(self) -> LibvirtBackend:
         assert isinstance(self.backend, LibvirtBackend)
@@ -131,7 +139,7 @@ def test_capabilities_follow_the_domain(domains: Domains) -> None:
         assert backend.graphical_console() is None
         # UEFI was not offered: asked for anyway, the boot is refused with a clear reason
         backend.boot_uefi = True
-        with pytest.raises(BackendError, match="UEFI"):
+        with pytest.raises(BackendRefused, match="UEFI"):
             backend.power_on(BootDevice.PXE)
         assert backend.power_state() is PowerState.OFF
 
@@ -158,22 +166,48 @@ def test_uefi_domain_boots_legacy_on_request_and_gets_its_firmware_back(
         assert dx.is_uefi(dx.parse(domains.xml(name)))
 
 
-def test_virtual_media_on_a_driver_without_live_changes(domains: Domains, tmp_path) -> None:
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTP server on loopback serving the directory it yields."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None  # type: ignore[method-assign]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", root
+    server.shutdown()
+    server.server_close()
+
+
+def test_virtual_media_on_a_driver_without_live_changes(domains: Domains, tmp_path: Path,
+                                                        web: tuple[str, Path]) -> None:
     name = unique_name()
     domains.define(fake_domain_xml(name))
     iso = tmp_path / "boot.iso"
     iso.write_bytes(b"\0" * 2048)
-    with Node(name) as backend:
+    url, www = web
+    (www / "remote.iso").write_bytes(b"ISO" * 1000)
+    with Node(name, image_dir=str(tmp_path / "images")) as backend:
         backend.media_changed("Cd", f"file://{iso}")  # no updateDeviceFlags here: redefined
         assert dx.cdrom_media(domains.xml(name)) == str(iso)
         backend.media_changed("Cd", None)
         assert dx.cdrom_media(domains.xml(name)) is None
-        with pytest.raises(BackendError, match="local path or file:// URL"):
-            backend.media_changed("Cd", "http://127.0.0.1/boot.iso")
-        with pytest.raises(BackendError, match="no such file"):
+        # an http image is fetched onto the (local) hypervisor host
+        backend.media_changed("Cd", f"{url}/remote.iso")
+        fetched = dx.cdrom_media(domains.xml(name))
+        assert fetched is not None and fetched.startswith(str(tmp_path / "images"))
+        assert Path(fetched).read_bytes() == b"ISO" * 1000
+        with pytest.raises(BackendRefused, match="404"):
+            backend.media_changed("Cd", f"{url}/missing.iso")
+        with pytest.raises(BackendRefused, match="http\\(s\\) URL, or a local path"):
+            backend.media_changed("Cd", "nfs://127.0.0.1/boot.iso")
+        with pytest.raises(BackendRefused, match="no such file"):
             backend.media_changed("Cd", str(tmp_path / "missing.iso"))
-        with pytest.raises(BackendError, match="no media slot 'USBStick'"):
+        with pytest.raises(BackendRefused, match="no media slot 'USBStick'"):
             backend.media_changed("USBStick", str(iso))
+        assert dx.cdrom_media(domains.xml(name)) == fetched  # refusals changed nothing
 
 
 def test_a_domain_without_cdrom_gets_one(domains: Domains, tmp_path) -> None:
@@ -296,8 +330,9 @@ def test_facts_cdrom_and_vnc() -> None:
     cdrom = added.find("devices/disk[@device='cdrom']")
     assert cdrom.find("target").get("bus") == "sata"  # q35 has no IDE
     assert cdrom.find("source").get("file") == "/x.iso"
-    assert dx.image_path("file:///srv/a%20b.iso") == "/srv/a%20b.iso"
-    assert dx.image_path("/srv/a.iso") == "/srv/a.iso"
-    for bad in ("https://example.com/a.iso", "relative.iso", "file://otherhost/a.iso"):
-        with pytest.raises(BackendError):
-            dx.image_path(bad)
+    assert local_path("file:///srv/a%20b.iso") == "/srv/a b.iso"
+    assert local_path("/srv/a.iso") == "/srv/a.iso"
+    assert local_path("https://example.com/a.iso") is None  # fetched
+    for bad in ("relative.iso", "file://otherhost/a.iso", "cifs://host/share/a.iso"):
+        with pytest.raises(BackendRefused):
+            local_path(bad)
