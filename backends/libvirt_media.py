@@ -35,12 +35,13 @@ def local_path(image: str) -> str | None:
         return None
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):
-            raise BackendRefused(f"virtual media {image!r}: a file:// URL must name a local file")
+            raise BackendRefused(f"virtual media {_redacted(image)!r}: a file:// URL must "
+                                 "name a local file")
         return unquote(parts.path)
     if parts.scheme == "" and image.startswith("/"):
         return image
-    raise BackendRefused(f"virtual media {image!r}: the libvirt backend takes an http(s) URL, "
-                         "or a local path or file:// URL on the hypervisor host")
+    raise BackendRefused(f"virtual media {_redacted(image)!r}: the libvirt backend takes an "
+                         "http(s) URL, or a local path or file:// URL on the hypervisor host")
 
 
 def fetch(url: str, directory: Path, name: str, timeout: float) -> str:

@@ -336,3 +336,6 @@ def test_facts_cdrom_and_vnc() -> None:
     for bad in ("relative.iso", "file://otherhost/a.iso", "cifs://host/share/a.iso"):
         with pytest.raises(BackendRefused):
             local_path(bad)
+    with pytest.raises(BackendRefused) as refused:
+        local_path("smb://admin:s3cret@host/share/a.iso")
+    assert "s3cret" not in str(refused.value)  # never shown or logged
