@@ -407,8 +407,11 @@ class LibvirtBackend(Backend):
     # -- the serial console ------------------------------------------------------------------------
     def attach_console(self, output: Callable[[bytes], None]) -> bool:
         self._console.output = output
-        # called while the node is built: wait (bounded) for the domain's XML once
-        self._seen.wait(min(FIRST_LOOK, self.connect_timeout))
+        # called while the node is built: wait (bounded) for the domain's XML once, unless
+        # libvirt turned out to be unreachable
+        wait = min(FIRST_LOOK, self.connect_timeout)
+        if self._conn.tried.wait(wait) and self._conn.connected:
+            self._seen.wait(wait)
         facts = self._facts
         if facts is not None and not facts.serial_console:
             return False

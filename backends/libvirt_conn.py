@@ -106,6 +106,11 @@ class Connection:
         self._lock = threading.Lock()
         self._conn: Any = None
         self._up = threading.Event()
+        #: the last connection attempt failed: calls fail at once instead of waiting (a node
+        #: per domain on a dead URI must not add a wait each, at start or later)
+        self._down = threading.Event()
+        #: the first connection attempt is over (either way)
+        self.tried = threading.Event()
         self._closed = threading.Event()
         self._last_error = "not connected yet"
         #: bumped on every new connection: objects of an older one (domains) are stale
@@ -124,7 +129,11 @@ class Connection:
 
     # -- use --------------------------------------------------------------------------------
     def get(self, timeout: float) -> Any:
-        """The live virConnect, waiting up to `timeout` s for (re)connection."""
+        """The live virConnect, waiting up to `timeout` s for (re)connection; at once a
+        BackendError while libvirt is known to be unreachable."""
+        if not self._up.is_set() and self._down.is_set():
+            raise BackendError(f"libvirt at {self.uri} is not reachable ({self._last_error}); "
+                               "reconnecting in the background")
         if not self._up.wait(timeout):
             raise BackendError(f"libvirt at {self.uri} is not reachable ({self._last_error}); "
                                "reconnecting in the background")
@@ -196,6 +205,8 @@ class Connection:
                 message = exc.get_error_message() if isinstance(exc, self.lv.libvirtError) \
                     else str(exc)
                 self._last_error = message or type(exc).__name__
+                self._down.set()
+                self.tried.set()
                 log.warning("libvirt %s: cannot connect (%s); next try in %.2g s", self.uri,
                             self._last_error, delay)
                 self._closed.wait(delay)
@@ -206,7 +217,9 @@ class Connection:
                     break
                 self._conn = conn
                 self.generation += 1
+                self._down.clear()
                 self._up.set()
+                self.tried.set()
             log.info("libvirt %s: connected%s", self.uri,
                      "" if self.events_ok else " (no lifecycle events: polling)")
             self.submit(self._announce)

@@ -273,6 +273,17 @@ def test_unreachable_libvirt_fails_fast_and_never_blocks_the_constructor() -> No
         with pytest.raises(BackendError, match="not reachable.*reconnecting"):
             backend.power_state()
         assert time.monotonic() - started < 2.0
+        # known to be down now: a second node on the URI adds no wait at all
+        other = create_backend("libvirt", {
+            "domain": "y", "uri": "qemu+unix:///system?socket=/nonexistent/libvirt-sock"})
+        try:
+            started = time.monotonic()
+            assert other.attach_console(lambda data: None)  # unknown yet: offered
+            with pytest.raises(BackendError, match="not reachable"):
+                other.power_state()
+            assert time.monotonic() - started < 0.2
+        finally:
+            other.close()
         # reports from any thread are fine, and nothing hangs on close
         closer = threading.Thread(target=backend.close)
         closer.start()
