@@ -279,6 +279,7 @@ def test_reconnects_after_libvirtd_restarts(tmp_path: Path) -> None:
     finally:
         backend.close()
         daemon.stop()
+        shutil.rmtree(daemon.path, ignore_errors=True)
 
 
 def _fails(backend: object) -> bool:
