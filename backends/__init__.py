@@ -39,6 +39,7 @@ BUILTIN = {
     "redfish": "backends.redfish_proxy:RedfishProxyBackend",
     "ssh": "backends.ssh:SshBackend",
     "metal": "backends.metal:MetalBackend",
+    "libvirt": "backends.libvirt:LibvirtBackend",
 }
 #: what a node without `backend:` gets: a child process with a serial console
 DEFAULT_KIND = "process"
