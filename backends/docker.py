@@ -611,7 +611,14 @@ class DockerBackend(Backend):
             return False
         with self._lock:
             self._sink = output
-        return True  # the stream attaches when the container runs (no Docker call here)
+            known = self._known
+        if known is not None and known.running:
+            # already running (the lab starts its servers before the emulator), so no event
+            # will come to attach it: attach now, off the caller's thread (a Docker call)
+            threading.Thread(target=self._apply, args=(known,),
+                             kwargs={"generation": None}, daemon=True,
+                             name=f"docker-console-{self.node_name}").start()
+        return True  # else the stream attaches when the container runs
 
     def write_console(self, data: bytes) -> None:
         with self._lock:
