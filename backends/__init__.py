@@ -34,6 +34,7 @@ ENTRY_POINT_GROUP = "bmc_emulator.backends"
 BUILTIN = {
     "memory": "backends.memory:MemoryBackend",
     "process": "backends.process:ProcessBackend",
+    "docker": "backends.docker:DockerBackend",
 }
 #: what a node without `backend:` gets: a child process with a serial console
 DEFAULT_KIND = "process"
