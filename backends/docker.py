@@ -103,6 +103,9 @@ def _signal_name(value: Any, setting: str) -> str:
     if not isinstance(value, str) or not value:
         raise TypeError(f"{setting}: must be a signal name such as SIGTERM, got {value!r}")
     key = value.upper() if value.upper().startswith("SIG") else f"SIG{value.upper()}"
+    realtime = re.fullmatch(r"SIGRT(MIN\+|MAX-)(\d+)", key)  # systemd halts on SIGRTMIN+3
+    if realtime and int(realtime[2]) <= signal.SIGRTMAX - signal.SIGRTMIN:
+        return key
     try:
         return signal.Signals[key].name
     except KeyError:

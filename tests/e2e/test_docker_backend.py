@@ -139,7 +139,7 @@ def test_docker_stop_from_outside_is_off_in_both_protocols_and_logged(
     wait_until(lambda: len(ipmi(bmc, node, "sel", "elist").splitlines()) > entries_before,
                "a SEL entry")
     new = ipmi(bmc, node, "sel", "elist").splitlines()[entries_before:]
-    assert any("Power" in line or "ACPI" in line for line in new), new
+    assert any("ACPI Power State" in line and "S5/G2: soft-off" in line for line in new), new
 
 
 def test_redfish_force_restart_restarts_the_container(

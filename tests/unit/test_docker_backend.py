@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from backends import BackendError, backend_class, create_backend, docker_events
 from backends.base import BootDevice, PowerOp, PowerState
@@ -212,6 +213,7 @@ class Relay:
     ({"container": "bad name!"}, "not a valid container name"),
     ({"image": "x", "stop_signal": "SIGNOPE"}, "unknown signal"),
     ({"image": "x", "nmi_signal": 9}, "signal name"),
+    ({"image": "x", "stop_signal": "SIGRTMIN+99"}, "unknown signal"),
     ({"image": "x", "timeout": 0}, "timeout"),
     ({"image": "x", "stop_timeout": -1}, "stop_timeout"),
     ({"image": "x", "graphical_console": "http//nope"}, "graphical_console"),
@@ -240,6 +242,17 @@ def test_registered_and_capabilities_follow_the_settings() -> None:
     assert full.graphical_console() == "vnc://dev-server-01:5901"
     assert not full.capabilities.serial_console and not full.attach_console(lambda _: None)
     assert full.container == "dev-server-01" and plain.container == "node-1"
+
+
+def test_the_readme_example_is_accepted() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### The `docker` backend", 1)[1]
+    example = yaml.safe_load(section.split("```yaml", 1)[1].split("```", 1)[0])
+    settings = dict(example[0]["backend"])
+    assert settings.pop("type") == "docker"
+    backend = create_backend("docker", settings, example[0]["name"])
+    assert backend.stop_signal == "SIGRTMIN+3"
+    assert backend.graphical_console() == "vnc://dev-server-01:5901"
 
 
 def test_construction_does_not_touch_docker(tmp_path: Path) -> None:
