@@ -6,7 +6,8 @@
 
 `ensure_dockerd` reuses a reachable daemon ($DOCKER_HOST, then /var/run/docker.sock, then one
 this module started earlier); otherwise, as root, it starts `dockerd` in the background with a
-data root of its own and waits for it. The daemon is left running so later test processes
+data root of its own and waits for it. BMC_TEST_OWN_DOCKERD=1 skips the first two (tests then
+never touch a developer's daemon). The daemon is left running so later test processes
 reuse it. `ensure_base_image` imports a rootfs made offline-from-Docker-Hub by `debootstrap`
 (from Debian's mirror); the rootfs tarball is cached under /var/cache/bmc-emulator-test/ so
 only the first run on a machine pays for debootstrap. Both hold a file lock, so parallel test
@@ -88,6 +89,8 @@ def _reachable(url: str) -> bool:
 def ensure_dockerd() -> str:
     """A DOCKER_HOST URL of a running Docker daemon, starting one (as root) if needed."""
     candidates = [os.environ.get("DOCKER_HOST", ""), SYSTEM_SOCKET, OWN_SOCKET]
+    if os.environ.get("BMC_TEST_OWN_DOCKERD") == "1":  # keep tests off a developer's daemon
+        candidates = [OWN_SOCKET]
     for url in filter(None, candidates):
         if _reachable(url):
             return url
@@ -112,7 +115,10 @@ def _start_dockerd() -> None:
         # its own session: the daemon outlives this test process on purpose (reused later)
         process = subprocess.Popen(
             [dockerd, "--host", OWN_SOCKET, "--data-root", str(OWN_DATA_ROOT),
-             "--exec-root", str(OWN_EXEC_ROOT), "--pidfile", str(OWN_PIDFILE)],
+             "--exec-root", str(OWN_EXEC_ROOT), "--pidfile", str(OWN_PIDFILE),
+             # a containerd shared with another daemon keeps ours apart by namespace
+             "--containerd-namespace", "bmc-emulator-test",
+             "--containerd-plugins-namespace", "bmc-emulator-test-plugins"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
     deadline = time.monotonic() + DOCKERD_START_TIMEOUT

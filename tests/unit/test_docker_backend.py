@@ -75,6 +75,8 @@ def backends() -> Iterator[Callable[..., DockerBackend]]:
     made: list[DockerBackend] = []
 
     def new(node: str = "node", **settings: Any) -> DockerBackend:
+        if "socket" not in settings:  # the test's daemon, whichever DOCKER_HOST says
+            settings["socket"] = ensure_dockerd()
         backend = create_backend("docker", settings, node)
         assert isinstance(backend, DockerBackend)
         backend.reports = []  # type: ignore[attr-defined]
