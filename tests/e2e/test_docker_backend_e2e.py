@@ -87,12 +87,18 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
 
 
 def docker_state(client: Any, name: str) -> dict[str, Any]:
-    return client.api.inspect_container(name)["State"]
+    """The container's State ({} while it does not exist: the node may still be making it)."""
+    import docker.errors
+
+    try:
+        return client.api.inspect_container(name)["State"]
+    except docker.errors.NotFound:
+        return {}
 
 
 def power_on(bmc: Emulator, node: EmulatorNode, client: Any, container: str) -> None:
     ipmi(bmc, node, "chassis", "power", "on")
-    wait_until(lambda: docker_state(client, container)["Running"], "the container to run")
+    wait_until(lambda: docker_state(client, container).get("Running"), "the container to run")
     wait_until(lambda: "is on" in ipmi(bmc, node, "chassis", "power", "status"),
                "IPMI to say on")
 
@@ -147,14 +153,14 @@ def test_redfish_force_restart_restarts_the_container(
     bmc, containers = lab
     node, container = bmc.node("created"), containers["created"]
     power_on(bmc, node, client, container)
-    started = docker_state(client, container)["StartedAt"]
+    started = docker_state(client, container)["StartedAt"]  # power_on waited for it
     response = requests.post(f"{system_url(node)}/Actions/ComputerSystem.Reset",
                              json={"ResetType": "ForceRestart"},
                              auth=(bmc.username, bmc.password), timeout=TIMEOUT)
     assert response.status_code in (200, 202, 204), response.text
-    wait_until(lambda: docker_state(client, container)["StartedAt"] != started,
+    wait_until(lambda: docker_state(client, container).get("StartedAt") not in (None, started),
                "the container to start again")
-    wait_until(lambda: docker_state(client, container)["Running"], "the container to run")
+    wait_until(lambda: docker_state(client, container).get("Running"), "the container to run")
     assert "is on" in ipmi(bmc, node, "chassis", "power", "status")
 
 

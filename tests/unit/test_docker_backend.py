@@ -297,7 +297,8 @@ def test_power_actions_drive_the_container_and_are_not_reported_as_news(
         client: Any, image: str, names: Callable[[], str],
         backends: Callable[..., DockerBackend]) -> None:
     name = names()
-    script = "trap 'echo nmi >> /tmp/nmi' USR1; trap 'exit 0' TERM; while :; do sleep 0.1; done"
+    script = ("trap 'echo nmi >> /tmp/nmi' USR1; trap 'exit 0' TERM; touch /tmp/ready; "
+              "while :; do sleep 0.1; done")
     backend = backends(container=name, image=image, command=["/bin/bash", "-c", script],
                        nmi_signal="SIGUSR1", stop_signal="SIGTERM", stop_timeout=5)
     assert backend.power_state() is PowerState.OFF  # no container yet: it is made at power on
@@ -306,12 +307,15 @@ def test_power_actions_drive_the_container_and_are_not_reported_as_news(
     assert backend.power_state() is PowerState.ON and state(client, name)["Running"]
     first = state(client, name)["StartedAt"]
 
+    wait_until(lambda: has_text(client, name, "/tmp/ready", ""), "the traps")  # else USR1 kills
     backend.nmi()
     wait_until(lambda: has_text(client, name, "/tmp/nmi", "nmi"), "the NMI signal")
 
+    client.containers.get(name).exec_run(["rm", "/tmp/ready"])
     backend.reset(BootDevice.NONE)
     assert state(client, name)["Running"] and state(client, name)["StartedAt"] != first
 
+    wait_until(lambda: has_text(client, name, "/tmp/ready", ""), "the traps")  # else TERM
     started = time.monotonic()
     backend.soft_off()  # the script exits on SIGTERM: no need to wait for SIGKILL
     assert time.monotonic() - started < 4
@@ -578,5 +582,31 @@ def test_node_comes_back_with_the_daemon(client: Any, image: str, names: Callabl
         assert backend.power_state() is PowerState.OFF
         backend.power_on(BootDevice.NONE)
         assert state(client, name)["Running"]
+    finally:
+        relay.stop()
+
+
+def test_a_daemon_down_at_start_is_picked_up_when_it_comes(
+        client: Any, image: str, names: Callable[[], str], tmp_path: Path, docker_host: str,
+        backends: Callable[..., DockerBackend]) -> None:
+    relay = Relay(docker_host, tmp_path / "late.sock")
+    name = names()
+    client.api.create_container(image, SHELL, name=name, tty=True, stdin_open=True)
+    client.api.start(name)
+    backend = backends(container=name, socket=relay.url, timeout=2)
+    console = Console()
+    backend.attach_console(console)
+    with pytest.raises(BackendError, match="not reachable"):
+        backend.power_state()
+    relay.start()
+    try:
+        events = docker_events.active_streams()[relay.url]
+        wait_until(lambda: events.connected, "the event stream (it retries with a backoff)")
+        assert backend.power_state() is PowerState.ON
+        deadline = time.monotonic() + TIMEOUT  # and its console is attached
+        while b"late-42" not in console.data:
+            assert time.monotonic() < deadline, bytes(console.data)
+            backend.write_console(b"echo late-$((6*7))\r")
+            time.sleep(0.3)
     finally:
         relay.stop()
