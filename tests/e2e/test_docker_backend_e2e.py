@@ -26,6 +26,7 @@ from conftest import Emulator, EmulatorNode, Launcher
 from tests.docker_env import DockerUnavailable, docker_client, ensure_base_image, ensure_dockerd
 
 TIMEOUT = 30.0  # generous: a loaded 2-core machine
+VNC = "vnc://127.0.0.1:5901"  # where the container's VNC server would listen
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory, docker_host: str,
     try:
         bmc = launcher(nodes=[
             {"name": "created", "backend": {**common, "container": containers["created"],
-                                            "image": image, "command": ["/bin/bash"]}},
+                                            "image": image, "command": ["/bin/bash"],
+                                            "graphical_console": VNC}},
             {"name": "existing", "backend": {**common, "container": containers["existing"]}},
         ])
         yield bmc, containers
@@ -184,3 +186,29 @@ def test_sol_activate_types_into_the_container(lab: tuple[Emulator, dict[str, st
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
+
+
+def test_redfish_shows_the_graphical_console_and_media_reach_the_container(
+        lab: tuple[Emulator, dict[str, str]], client: Any) -> None:
+    bmc, containers = lab
+    node, container = bmc.node("created"), containers["created"]
+    auth = (bmc.username, bmc.password)
+    manager = requests.get(f"{node.redfish_url}/redfish/v1/Managers/BMC", auth=auth,
+                           timeout=TIMEOUT).json()
+    assert manager["GraphicalConsole"]["ServiceEnabled"] is True
+    assert manager["Oem"]["BmcEmulator"]["GraphicalConsoleURL"] == VNC
+
+    power_on(bmc, node, client, container)
+    started = docker_state(client, container)["StartedAt"]
+    media = f"{node.redfish_url}/redfish/v1/Managers/BMC/VirtualMedia/Cd"
+    response = requests.post(f"{media}/Actions/VirtualMedia.InsertMedia",
+                             json={"Image": "http://images.invalid/installer.iso"},
+                             auth=auth, timeout=TIMEOUT)
+    assert response.status_code == 204, response.text
+    requests.post(f"{system_url(node)}/Actions/ComputerSystem.Reset",
+                  json={"ResetType": "ForceRestart"}, auth=auth, timeout=TIMEOUT)
+    wait_until(lambda: docker_state(client, container).get("StartedAt") not in (None, started),
+               "the container to start again")  # re-created: its boot settings changed
+    wait_until(lambda: docker_state(client, container).get("Running"), "the container to run")
+    boot = in_container(client, container, "cat", "/run/bmc/boot")
+    assert "BMC_MEDIA_CD_URL=http://images.invalid/installer.iso" in boot
