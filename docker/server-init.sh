@@ -1,0 +1,34 @@
+#!/bin/bash
+# PID 1 of a simulated server: the desktop in the background, a getty on the console in front.
+# SIGTERM (power button / docker stop) ends everything at once, like an ACPI shutdown.
+set -u
+
+children() { jobs -p; }
+shutdown() {
+    echo "$(hostname): shutting down" >/dev/console 2>/dev/null
+    kill -TERM $(children) 2>/dev/null
+    exit 0
+}
+trap shutdown TERM INT
+
+echo "$(hostname): booting (serial console on /dev/console)"
+
+# -- the desktop: Xvfb on :1, a background colour, a window manager, a terminal, x11vnc -------
+Xvfb :1 -screen 0 1024x768x24 -nolisten tcp >/tmp/xvfb.log 2>&1 &
+for _ in $(seq 1 100); do                      # at most 10 s for the X socket
+    [ -S /tmp/.X11-unix/X1 ] && break
+    sleep 0.1
+done
+xsetroot -solid '#23527c'
+xhost "+si:localuser:${SERVER_USER}" >/dev/null
+twm >/tmp/twm.log 2>&1 &
+runuser -u "$SERVER_USER" -- xterm -geometry 90x24+60+60 -T "$(hostname)" \
+    -bg '#101820' -fg '#e0e0e0' -e bash -l >/dev/null 2>&1 &
+x11vnc -display :1 -rfbport 5901 -forever -shared -nopw -quiet -noxdamage \
+    -desktop "$(hostname)" >/tmp/x11vnc.log 2>&1 &
+
+# -- the serial console: a getty on the container's TTY, restarted after each logout ---------
+while true; do
+    agetty --noclear --local-line 115200 console vt100 &
+    wait $!
+done
