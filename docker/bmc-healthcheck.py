@@ -47,10 +47,13 @@ def redfish_ok(url: str) -> bool:
 
 
 def targets_from_config(path: str) -> list[tuple[str, str, int, str]]:
-    from bmc.config import load_config
+    from bmc.config import Overrides, load_config
 
+    # the entrypoint moves the IPMI ports the same way (BMC_IPMI_PORTS, see there)
+    ports = os.environ.get("BMC_IPMI_PORTS", "")
+    overrides = Overrides(ipmi_port_base=int(ports.split("-")[0]) if ports else None)
     targets = []
-    for node in load_config(path).nodes:
+    for node in load_config(path, overrides).nodes:
         def local(address: str) -> str:
             if address in WILDCARDS:
                 return "::1" if address == "::" else "127.0.0.1"

@@ -8,24 +8,34 @@ FROM ${BASE_IMAGE}
 
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv socat \
+ && apt-get install -y --no-install-recommends python3 python3-venv socat ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
 ENV PATH=/opt/bmc-emulator/bin:$PATH \
     PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 RUN python3 -m venv /opt/bmc-emulator
 
+# Behind a TLS-intercepting proxy (some CI networks), pip needs its CA: EXTRA_CA_CERTS is PEM
+# text (public certificates, not secrets) trusted by this pip step only, never at run time.
+ARG EXTRA_CA_CERTS=""
 # dependencies first, from pyproject.toml alone (an empty package), so a code change reuses
-# this layer; the second install adds the code without touching them
+# this layer; the second install adds the code offline, without touching them
 WORKDIR /src
 COPY pyproject.toml ./
-RUN touch README.md && pip install '.[docker]' && pip uninstall -y bmc-emulator
+RUN touch README.md \
+ && bundle=/etc/ssl/certs/ca-certificates.crt \
+ && if [ -n "$EXTRA_CA_CERTS" ]; then \
+        bundle=/tmp/pip-ca.pem; \
+        { cat /etc/ssl/certs/ca-certificates.crt; printf '%s\n' "$EXTRA_CA_CERTS"; } >$bundle; \
+    fi \
+ && PIP_CERT=$bundle pip install wheel '.[docker]' \
+ && pip uninstall -y bmc-emulator && rm -f /tmp/pip-ca.pem
 COPY README.md ./
 COPY bmc bmc
 COPY ipmi ipmi
 COPY redfish redfish
 COPY backends backends
-RUN pip install --no-deps . && rm -rf /src
+RUN pip install --no-deps --no-build-isolation --no-index . && rm -rf /src
 
 RUN useradd --system --home-dir /var/lib/bmc-emulator --shell /usr/sbin/nologin bmc \
  && mkdir -p /var/lib/bmc-emulator /var/lib/bmc-agent /etc/bmc-emulator \

@@ -3,6 +3,16 @@
 # SIGTERM (power button / docker stop) ends everything at once, like an ACPI shutdown.
 set -u
 
+# The container runtime makes the TTY the controlling terminal of PID 1's session, and then
+# no getty can make it its own (TIOCSCTTY would need CAP_SYS_ADMIN) and `login` refuses to
+# run. So PID 1 gives it up first (TIOCNOTTY, by perl-base, which every Debian has) and
+# re-executes itself; each getty below then takes the console in a session of its own.
+if [ "${1:-}" != --no-ctty ]; then
+    exec perl -e '$SIG{HUP} = "IGNORE"; if (open(my $tty, "+<", "/dev/tty")) {
+        ioctl($tty, 0x5422, 0); }  # TIOCNOTTY
+        exec @ARGV or die "exec: $!"' -- "$0" --no-ctty
+fi
+
 children() { jobs -p; }
 shutdown() {
     echo "$(hostname): shutting down" >/dev/console 2>/dev/null
@@ -29,6 +39,6 @@ x11vnc -display :1 -rfbport 5901 -forever -shared -nopw -quiet -noxdamage \
 
 # -- the serial console: a getty on the container's TTY, restarted after each logout ---------
 while true; do
-    agetty --noclear --local-line 115200 console vt100 &
+    setsid agetty --noclear --local-line 115200 console vt100 &
     wait $!
 done
