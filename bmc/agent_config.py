@@ -138,9 +138,20 @@ def _model(node: NodeConfig) -> str:
     return str(identity.get("product") or preset.product)
 
 
+def _has_serial_console(node: NodeConfig) -> bool:
+    from backends import create_backend
+
+    # capabilities may depend on the settings (per instance); a constructor never connects
+    backend = create_backend(node.backend, dict(node.backend_settings), node.name)
+    try:
+        return backend.capabilities.serial_console
+    finally:
+        backend.close()
+
+
 def _features(node: NodeConfig, vnc: str | None) -> list[str]:
     features = ["power"]
-    if node.backend != "memory":  # every other backend has a serial console
+    if _has_serial_console(node):
         features.append("console")
     if vnc:
         features.append("vnc")
