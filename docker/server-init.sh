@@ -23,8 +23,9 @@ trap shutdown TERM INT
 
 echo "$(hostname): booting (serial console on /dev/console)"
 
-# -- the desktop: Xvfb on :1, a background colour, a window manager, a terminal, x11vnc -------
-Xvfb :1 -screen 0 1024x768x24 -nolisten tcp >/tmp/xvfb.log 2>&1 &
+# -- the desktop: Xvfb on :1 (-noreset: keep the background when a client leaves), a
+# background colour, a window manager, a terminal, x11vnc on 5901 ---------------------------
+Xvfb :1 -screen 0 1024x768x24 -nolisten tcp -noreset >/tmp/xvfb.log 2>&1 &
 for _ in $(seq 1 100); do                      # at most 10 s for the X socket
     [ -S /tmp/.X11-unix/X1 ] && break
     sleep 0.1
