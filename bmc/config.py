@@ -399,27 +399,37 @@ def check_nodes(nodes: list[NodeConfig]) -> list[Problem]:
             first = _where(names[node.name], "name")
             problems.append(node.problem("name", f"duplicate node name (also {first})"))
         names.setdefault(node.name, node)
-    taken: dict[int, list[tuple[str, NodeConfig, str]]] = {}
+    # port -> address -> its first user; linear in the node count (10,000 BMCs on their own
+    # addresses all share one port)
+    taken: dict[int, dict[str, tuple[NodeConfig, str]]] = {}
     for node in nodes:
         endpoints = [("ipmi", node.ipmi), ("redfish", node.redfish)]
         if node.console.websocket is not None:
             endpoints.append(("console.websocket", node.console.websocket))
         for proto, endpoint in endpoints:
             label = f"{proto}.port"
-            for address, other, other_label in taken.get(endpoint.port, []):
-                if _clash(address, endpoint.address):
-                    message = (f"{endpoint.host_port} is already used by "
-                               f"{_where(other, other_label)}")
-                    problems.append(node.problem(label, message))
-                    break
-            taken.setdefault(endpoint.port, []).append((endpoint.address, node, label))
+            users = taken.setdefault(endpoint.port, {})
+            clash = _clash(users, endpoint.address)
+            if clash is not None:
+                message = f"{endpoint.host_port} is already used by {_where(*clash)}"
+                problems.append(node.problem(label, message))
+            users.setdefault(endpoint.address, (node, label))
     return problems
 
 
-def _clash(a: str, b: str) -> bool:
-    """Whether two addresses cannot share a port: equal, or one is its family's wildcard."""
-    same_family = (":" in a) == (":" in b)
-    return a == b or (same_family and bool(WILDCARDS & {a, b}))
+def _clash(users: dict[str, tuple[NodeConfig, str]], address: str
+           ) -> tuple[NodeConfig, str] | None:
+    """Who already uses a port that `address` cannot share with them: the same address, or
+    either side its family's wildcard."""
+    if address in users:
+        return users[address]
+    v6 = ":" in address
+    for wildcard in WILDCARDS:
+        if (":" in wildcard) == v6 and wildcard in users:
+            return users[wildcard]
+    if address in WILDCARDS:
+        return next((user for other, user in users.items() if (":" in other) == v6), None)
+    return None
 
 
 def _where(node: NodeConfig, field_name: str) -> str:

@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: threads shared by every node's worker; an idle pool costs nothing (threads start on demand)
-POOL_SIZE = 64
+#: threads shared by every node's worker, started on demand: enough for a few hundred slow
+#: actions at once (a stuck backend call holds its thread)
+POOL_SIZE = 256
 #: calls a node may have queued (beyond the running one) before it reports itself busy
 MAX_PENDING = 8
 

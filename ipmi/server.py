@@ -1,9 +1,16 @@
-"""The IPMI UDP server: one thread, one selector (epoll), one socket and endpoint per BMC.
+"""The IPMI UDP server: one thread, one selector (epoll), one endpoint per BMC.
 
 This is the only module of `ipmi/` that touches sockets: it reads datagrams, hands them to the
 node's `BmcEndpoint` and sends back what the endpoint answers. It also sends what endpoints
 have to say unasked (SOL console output, retransmissions): when an endpoint's deadline comes,
 or when a console hub wakes the loop through a socketpair because new output arrived.
+
+Sockets: a BMC on a port of its own has a socket of its own. BMCs that share a port on their
+own IPv4 addresses (`--address-base`: every BMC at its own address, port 623, as on a real
+network) share one socket bound to the wildcard address on that port: the kernel tells each
+datagram's destination address (IP_PKTINFO), which decides the BMC, and the reply is sent
+from that address. 10,000 BMCs then cost one descriptor, not 10,000; datagrams to an
+address that is no BMC's are dropped.
 """
 
 from __future__ import annotations
@@ -12,8 +19,10 @@ import contextlib
 import logging
 import selectors
 import socket
+import struct
 import threading
 import time
+from collections import defaultdict
 
 from bmc.node import Node
 from ipmi.endpoint import BmcEndpoint
@@ -22,6 +31,27 @@ log = logging.getLogger(__name__)
 
 MAX_DATAGRAM = 2048  # IPMI LAN packets are far smaller; anything bigger is not ours
 SESSION_SWEEP_SECONDS = 5.0
+#: Linux's IP_PKTINFO (Python's socket module lacks the name): struct in_pktinfo
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+_PKTINFO = struct.Struct("=i4s4s")  # ifindex, spec_dst (source to use), addr (destination)
+_CMSG_SPACE = socket.CMSG_SPACE(_PKTINFO.size)
+
+
+class _SharedPort:
+    """One wildcard socket serving the BMCs of many IPv4 addresses on one port."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.by_address: dict[bytes, BmcEndpoint] = {}  # packed IPv4 destination -> BMC
+
+
+def _shared_groups(bindings: list[tuple]) -> dict[int, list[int]]:
+    """port -> indexes of the bindings that share it on distinct IPv4 host addresses."""
+    by_port: dict[int, list[int]] = defaultdict(list)
+    for index, (address, port, *_rest) in enumerate(bindings):
+        if port and ":" not in address and address not in ("0.0.0.0", ""):
+            by_port[port].append(index)
+    return {port: indexes for port, indexes in by_port.items() if len(indexes) > 1}
 
 
 class IpmiServer:
@@ -31,7 +61,8 @@ class IpmiServer:
         """`bindings`: (address, port, node[, that node's BmcEndpoint options])."""
         self.bindings = bindings
         self.endpoint_options = endpoint_options
-        self.endpoints: dict[int, BmcEndpoint] = {}  # fd -> endpoint
+        self.endpoints: list[BmcEndpoint] = []  # in binding order
+        self._ports: list[int] = []  # in binding order
         self._sockets: list[socket.socket] = []
         self._selector: selectors.BaseSelector | None = None
         self._thread: threading.Thread | None = None
@@ -41,34 +72,46 @@ class IpmiServer:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._wake_pending = False
-        self._sock_of: dict[BmcEndpoint, socket.socket] = {}
+        # where an endpoint's datagrams go out: its socket, and the source address to send
+        # from when the socket is shared (None: the socket's own)
+        self._route: dict[BmcEndpoint, tuple[socket.socket, bytes | None]] = {}
         self._busy: set[BmcEndpoint] = set()  # endpoints with a deadline (active SOL)
 
     @property
     def ports(self) -> list[int]:
-        return [s.getsockname()[1] for s in self._sockets]
+        """The bound port of each binding, in binding order."""
+        return list(self._ports)
 
     def start(self) -> None:
         """Bind every port now (so a conflict is reported here), then serve in a thread."""
         selector = selectors.DefaultSelector()
         try:
-            for address, port, node, *own in self.bindings:
-                family = socket.AF_INET6 if ":" in address else socket.AF_INET
-                sock = socket.socket(family, socket.SOCK_DGRAM)
-                self._sockets.append(sock)
-                try:
-                    sock.bind((address, port))
-                except OSError as exc:
-                    raise OSError(exc.errno,
-                                  f"IPMI port {address}:{port}/udp: {exc.strerror}") from exc
-                sock.setblocking(False)
+            shared = _shared_groups(self.bindings)
+            in_group = {index for indexes in shared.values() for index in indexes}
+            ports: dict[int, _SharedPort] = {}
+            for port in shared:
+                sock = self._bind("0.0.0.0", port, socket.AF_INET)
+                sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+                ports[port] = _SharedPort(sock)
+                selector.register(sock, selectors.EVENT_READ, ports[port])
+            for index, (address, port, node, *own) in enumerate(self.bindings):
                 options = {**self.endpoint_options, **(own[0] if own else {})}
-                endpoint = BmcEndpoint(node, local_address=sock.getsockname()[:2],
-                                       **options)  # type: ignore[arg-type]
+                if index in in_group:
+                    shared_port = ports[port]
+                    endpoint = BmcEndpoint(node, local_address=(address, port),
+                                           **options)  # type: ignore[arg-type]
+                    shared_port.by_address[socket.inet_aton(address)] = endpoint
+                    self._route[endpoint] = (shared_port.sock, socket.inet_aton(address))
+                else:
+                    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+                    sock = self._bind(address, port, family)
+                    endpoint = BmcEndpoint(node, local_address=sock.getsockname()[:2],
+                                           **options)  # type: ignore[arg-type]
+                    self._route[endpoint] = (sock, None)
+                    selector.register(sock, selectors.EVENT_READ, endpoint)
                 endpoint.wakeup = self._wake
-                self.endpoints[sock.fileno()] = endpoint
-                self._sock_of[endpoint] = sock
-                selector.register(sock, selectors.EVENT_READ, endpoint)
+                self.endpoints.append(endpoint)
+                self._ports.append(port or self._route[endpoint][0].getsockname()[1])
         except BaseException:
             selector.close()
             self._close_sockets()
@@ -78,6 +121,17 @@ class IpmiServer:
         self._selector = selector
         self._thread = threading.Thread(target=self._serve, name="ipmi-server", daemon=True)
         self._thread.start()
+
+    def _bind(self, address: str, port: int, family: int) -> socket.socket:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        self._sockets.append(sock)
+        try:
+            sock.bind((address, port))
+        except OSError as exc:
+            raise OSError(exc.errno,
+                          f"IPMI port {address}:{port}/udp: {exc.strerror}") from exc
+        sock.setblocking(False)
+        return sock
 
     def _serve(self) -> None:
         assert self._selector is not None
@@ -91,6 +145,10 @@ class IpmiServer:
                 if endpoint is _WAKE:
                     self._woken()
                     continue
+                if isinstance(endpoint, _SharedPort):
+                    for served in self._drain_shared(endpoint):
+                        self._flush(served)
+                    continue
                 self._drain(key.fileobj, endpoint)  # type: ignore[arg-type]
                 self._flush(endpoint)  # what the datagrams started (SOL output, notices)
             now = time.monotonic()
@@ -100,7 +158,7 @@ class IpmiServer:
                     self._flush(endpoint)
             if now >= next_sweep:
                 next_sweep = now + SESSION_SWEEP_SECONDS
-                for endpoint in self.endpoints.values():
+                for endpoint in self.endpoints:
                     endpoint.expire_sessions()
 
     def _timeout(self, next_sweep: float) -> float:
@@ -122,25 +180,31 @@ class IpmiServer:
         except OSError:
             pass
         self._wake_pending = False  # before polling: output arriving from now on wakes again
-        for endpoint in self.endpoints.values():
+        for endpoint in self.endpoints:
             if endpoint.sol.payload is not None:
                 self._flush(endpoint)
 
     def _flush(self, endpoint: BmcEndpoint) -> None:
         """Send what `endpoint` has to send now; keep it in `_busy` while it has a deadline."""
-        sock = self._sock_of[endpoint]
         for peer, data in endpoint.poll():
-            try:
-                sock.sendto(data, peer)
-            except OSError as exc:
-                log.debug("send to %s failed: %s", peer, exc)
+            self._send(endpoint, data, peer)
         if endpoint.next_deadline() is None:
             self._busy.discard(endpoint)
         else:
             self._busy.add(endpoint)
 
-    @staticmethod
-    def _drain(sock: socket.socket, endpoint: BmcEndpoint) -> None:
+    def _send(self, endpoint: BmcEndpoint, data: bytes, peer: tuple) -> None:
+        sock, source = self._route[endpoint]
+        try:
+            if source is None:
+                sock.sendto(data, peer)
+            else:  # from the BMC's own address, whatever the kernel would pick
+                info = _PKTINFO.pack(0, source, b"\0\0\0\0")
+                sock.sendmsg([data], [(socket.IPPROTO_IP, IP_PKTINFO, info)], 0, peer)
+        except OSError as exc:
+            log.debug("send to %s failed: %s", peer, exc)
+
+    def _drain(self, sock: socket.socket, endpoint: BmcEndpoint) -> None:
         # read until the socket is empty: one wake-up may cover several datagrams
         for _ in range(64):
             try:
@@ -152,10 +216,31 @@ class IpmiServer:
                 continue
             reply = endpoint.datagram_received(data, peer)
             if reply is not None:
-                try:
-                    sock.sendto(reply, peer)
-                except OSError as exc:
-                    log.debug("send to %s failed: %s", peer, exc)
+                self._send(endpoint, reply, peer)
+
+    def _drain_shared(self, port: _SharedPort) -> set[BmcEndpoint]:
+        """Read a shared socket until empty; the endpoints that got datagrams."""
+        served: set[BmcEndpoint] = set()
+        for _ in range(256):
+            try:
+                data, ancillary, _flags, peer = port.sock.recvmsg(MAX_DATAGRAM, _CMSG_SPACE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                log.debug("recv error: %s", exc)
+                continue
+            endpoint = None
+            for level, kind, info in ancillary:
+                if level == socket.IPPROTO_IP and kind == IP_PKTINFO \
+                        and len(info) >= _PKTINFO.size:
+                    endpoint = port.by_address.get(_PKTINFO.unpack_from(info)[2])
+            if endpoint is None:
+                continue  # to an address of this host that is no BMC's
+            served.add(endpoint)
+            reply = endpoint.datagram_received(data, peer)
+            if reply is not None:
+                self._send(endpoint, reply, peer)
+        return served
 
     def stop(self) -> None:
         if self._thread is not None:
@@ -168,13 +253,14 @@ class IpmiServer:
         self._close_sockets()
 
     def _close_sockets(self) -> None:
-        for endpoint in self.endpoints.values():
+        for endpoint in self.endpoints:
             endpoint.close()
         for sock in self._sockets:
             sock.close()
         self._sockets.clear()
         self.endpoints.clear()
-        self._sock_of.clear()
+        self._ports.clear()
+        self._route.clear()
         self._busy.clear()
 
 

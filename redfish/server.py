@@ -1,11 +1,16 @@
 """`RedfishServer`: every BMC's Redfish service in one waitress server.
 
-Each binding (addr, port, node) gets its own listening socket; all of them feed one waitress
-server (one poll() loop, one worker pool) and one Flask app. Which node a request is for is
-decided by the socket it arrived on: after waitress has built one listener per socket, each
-listener's WSGI application is wrapped so it stamps its node into the environ before the shared
-app runs. This works for many ports on one address and for one port on many addresses alike
-(waitress's SERVER_PORT alone could not tell 10.0.0.1:443 from 10.0.0.2:443).
+Each binding (addr, port, node) on a port of its own gets its own listening socket; all of
+them feed one waitress server (one poll() loop, one worker pool) and one Flask app. Which node
+a request is for is decided by the socket it arrived on: after waitress has built one listener
+per socket, each listener's WSGI application is wrapped so it stamps its node into the environ
+before the shared app runs.
+
+BMCs that share a port on their own IPv4 addresses (`--address-base`, one address per BMC as
+on a real network) share one listening socket on the wildcard address: the local address of
+each accepted connection decides the node (waitress's SERVER_PORT alone could not tell
+10.0.0.1:443 from 10.0.0.2:443). 10,000 BMCs then cost one listening descriptor, not 10,000;
+a connection to an address that is no BMC's gets a 404.
 
 Flask and waitress are imported in `start()`, so importing this module costs next to nothing.
 """
@@ -30,6 +35,37 @@ log = logging.getLogger(__name__)
 #: only grossly oversized uploads get waitress's plain-text 413
 _WAITRESS_MAX_BODY = 2 * 1024 * 1024
 _BACKLOG = 128
+
+
+#: the WSGI environ key of the connection's local address (set by our waitress task)
+LOCAL_ADDRESS_KEY = "bmc_emulator.local_address"
+
+
+class _AddressBinder:
+    """WSGI wrapper of a shared listener: the connection's local address decides the node."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], nodes: dict[str, Node]) -> None:
+        self.app = app
+        self.nodes = nodes
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
+                 ) -> Iterable[bytes]:
+        node = self.nodes.get(environ.get(LOCAL_ADDRESS_KEY, ""))
+        if node is None:
+            start_response("404 Not Found", [("Content-Type", "text/plain"),
+                                             ("Content-Length", "19")])
+            return [b"no BMC at this host"]
+        environ[NODE_ENVIRON_KEY] = node
+        return self.app(environ, start_response)
+
+
+def shared_ports(bindings: list[tuple[str, int, Node]]) -> dict[int, list[int]]:
+    """port -> indexes of the bindings that share it on distinct IPv4 host addresses."""
+    by_port: dict[int, list[int]] = {}
+    for index, (address, port, _node) in enumerate(bindings):
+        if port and ":" not in address and address not in ("0.0.0.0", ""):
+            by_port.setdefault(port, []).append(index)
+    return {port: indexes for port, indexes in by_port.items() if len(indexes) > 1}
 
 
 class _NodeBinder:
@@ -128,6 +164,19 @@ def _channel_class() -> type:
     class Task(WSGITask):  # type: ignore[misc]
         _bodyless_keep_alive = False
 
+        def get_environment(self) -> dict[str, Any]:
+            environ: dict[str, Any] = super().get_environment()
+            channel = self.channel
+            local = getattr(channel, "local_address", None)
+            if local is None:  # once per connection: a shared listener's node is this
+                try:
+                    local = channel.socket.getsockname()[0]
+                except OSError:
+                    local = ""
+                channel.local_address = local
+            environ[LOCAL_ADDRESS_KEY] = local
+            return environ
+
         def build_response_header(self) -> bytes:
             self._bodyless_keep_alive = (
                 self.version == "1.1" and not self.has_body
@@ -192,12 +241,20 @@ class RedfishServer:
         # before binding: with the usual soft limit of 1,024 the sockets alone could exhaust it;
         # 3 per BMC on top for the wake-up pipes waitress makes (and _build closes again)
         n = len(self.bindings)
-        _raise_fd_limit(3 * n + _connection_limit(n) + 256)
+        shared = shared_ports(self.bindings)
+        in_group = {index for indexes in shared.values() for index in indexes}
+        own = [index for index in range(n) if index not in in_group]
+        listening = len(own) + len(shared)
+        _raise_fd_limit(3 * listening + _connection_limit(n) + 256)
         sockets: list[socket.socket] = []
         try:
-            for addr, port, _node in self.bindings:
+            # one socket per BMC on a port of its own, then one per shared port
+            for index in own:
+                addr, port, _node = self.bindings[index]
                 sockets.append(_listen(addr, port))
-            self._build(sockets)
+            for port in shared:
+                sockets.append(_listen("0.0.0.0", port))
+            self._build(sockets, own, shared)
         except BaseException:
             if self._map:  # waitress got as far as making listeners and wake-up pipes
                 from waitress import wasyncore
@@ -207,7 +264,8 @@ class RedfishServer:
                 sock.close()
             self._map = {}
             raise
-        self._ports = [sock.getsockname()[1] for sock in sockets]
+        bound = {index: sock.getsockname()[1] for index, sock in zip(own, sockets, strict=False)}
+        self._ports = [bound.get(index, port) for index, (_, port, _) in enumerate(self.bindings)]
         self._stopping.clear()
         self._thread = threading.Thread(target=self._serve, name="redfish-server", daemon=True)
         self._thread.start()
@@ -216,7 +274,8 @@ class RedfishServer:
         shown = ", ".join(where[:4]) + (f", ... ({len(where) - 4} more)" if len(where) > 4 else "")
         log.info("Redfish serving %d BMC(s) on %s", len(where), shown)
 
-    def _build(self, sockets: list[socket.socket]) -> None:
+    def _build(self, sockets: list[socket.socket], own: list[int],
+               shared: dict[int, list[int]]) -> None:
         from waitress.server import BaseWSGIServer, create_server
 
         from redfish.app import create_app
@@ -232,16 +291,23 @@ class RedfishServer:
         self._server = create_server(
             self._app, map=self._map, sockets=sockets, threads=self.threads,
             asyncore_use_poll=True,  # select() stops at fd 1024; 1,000 BMCs go beyond
-            connection_limit=_connection_limit(n),
+            connection_limit=_connection_limit(len(self.bindings)),
             max_request_body_size=_WAITRESS_MAX_BODY,
             ident="bmc-emulator",
         )
-        nodes = {id(sock): node for sock, (_, _, node) in zip(sockets, self.bindings,
-                                                               strict=True)}
+        # what each listening socket serves: one node, or the nodes of its shared port by address
+        serves: dict[int, Any] = {}
+        for sock, index in zip(sockets, own, strict=False):
+            serves[id(sock)] = self.bindings[index][2]
+        for sock, indexes in zip(sockets[len(own):], shared.values(), strict=True):
+            serves[id(sock)] = {self.bindings[i][0]: self.bindings[i][2] for i in indexes}
         listeners = [d for d in self._map.values() if isinstance(d, BaseWSGIServer)]
         channel = _channel_class()
         for listener in listeners:
-            listener.application = _NodeBinder(listener.application, nodes[id(listener.socket)])
+            target = serves[id(listener.socket)]
+            listener.application = (_AddressBinder(listener.application, target)
+                                    if isinstance(target, dict)
+                                    else _NodeBinder(listener.application, target))
             listener.channel_class = channel
         if len(listeners) != n:  # a waitress change we do not understand: refuse, never guess
             raise RuntimeError(f"waitress made {len(listeners)} listeners for {n} sockets")
