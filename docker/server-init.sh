@@ -26,11 +26,10 @@ echo "$(hostname): booting (serial console on /dev/console)"
 # -- the desktop: Xvfb on :1 (-noreset: keep the background when a client leaves), a
 # background colour, a window manager, a terminal, x11vnc on 5901 ---------------------------
 Xvfb :1 -screen 0 1024x768x24 -nolisten tcp -noreset >/tmp/xvfb.log 2>&1 &
-for _ in $(seq 1 100); do                      # at most 10 s for the X socket
-    [ -S /tmp/.X11-unix/X1 ] && break
+for _ in $(seq 1 100); do                      # at most 10 s for X to take clients
+    xsetroot -solid '#23527c' 2>/dev/null && break   # (its socket can exist before that)
     sleep 0.1
 done
-xsetroot -solid '#23527c'
 xhost "+si:localuser:${SERVER_USER}" >/dev/null
 twm >/tmp/twm.log 2>&1 &
 runuser -u "$SERVER_USER" -- xterm -geometry 90x24+60+60 -T "$(hostname)" \
