@@ -165,6 +165,7 @@ def test_ipmi_power_off_stops_the_container_and_redfish_starts_it(lab: Lab) -> N
     status = subprocess.run(lab.ipmitool(0, "chassis", "power", "status"), capture_output=True,
                             text=True, timeout=30, check=True)
     assert "Chassis Power is on" in status.stdout
+    _wait_healthy(lab, [server], timeout=30)  # booted again: desktop and getty are back
 
 
 # -- the serial console --------------------------------------------------------------------------
@@ -324,6 +325,7 @@ def test_novnc_in_headless_chromium_shows_the_desktop(lab: Lab, tmp_path: Path) 
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
     try:
+        _wait_healthy(lab, [SERVERS[0]], timeout=30)  # its VNC server answers
         started = time.monotonic()
         ws_url = _page_websocket(debug_port, time.monotonic() + 30)
         page = f"http://127.0.0.1:{lab.novnc_base}/vnc.html?autoconnect=true&resize=off"
