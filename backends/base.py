@@ -102,6 +102,9 @@ class Backend(ABC):
     kind: str = ""
     #: what this server can do; a backend may set its own per instance (from its settings)
     capabilities: Capabilities = Capabilities()
+    #: open files one running server of this backend holds (a terminal, a pidfd, an attach
+    #: socket), for the emulator's open-file budget at start (`bmc.limits`)
+    descriptors: int = 0
     #: seconds between power-state polls by the node when `capabilities.power_events` is
     #: False and the state can change outside the emulator; None = never poll (the state
     #: changes only through the backend's own methods, or `report_power` says so)

@@ -73,6 +73,7 @@ def _command(command: Any) -> list[str]:
 class ProcessBackend(Backend):
     kind = "process"
     capabilities = Capabilities(serial_console=True, power_events=True)
+    descriptors = 5  # the pty's two ends, the child's pidfd, its output pipe's two ends
 
     def __init__(self, command: list[str] | None = None, *, power_on: bool = False,
                  soft_off_signal: str = "SIGTERM", nmi_signal: str = "SIGUSR1",

@@ -48,6 +48,11 @@ def run(config: Config, stop: threading.Event | None = None, out: TextIO | None 
     nodes: list[Node] = []
     servers: list[Server] = []
     try:
+        from bmc.limits import check_descriptors
+
+        too_many = check_descriptors(config)
+        if too_many:
+            raise StartupError(too_many)
         nodes = build_nodes(config)
         # IPMI first: clients such as ironic poll IPMI right after launch, and the Redfish
         # front end (Flask) is the slower one to import and start

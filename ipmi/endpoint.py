@@ -49,7 +49,15 @@ RMCP_ILLEGAL_PARAMETER = 0x12
 RMCP_INVALID_NAME_LENGTH = 0x0C
 
 #: a session still being set up is dropped after this many seconds without progress
-PENDING_TIMEOUT = 10.0
+PENDING_TIMEOUT = 10.0  # a session a BMC reset is dropping lives on this long
+#: Half-open sessions (Open Session or Get Session Challenge answered, authentication not
+#: finished) cost an attacker one datagram each and prove nothing: they never take a session
+#: slot, live only as long as a real client's handshake takes (milliseconds) with room for
+#: retransmissions, and are bounded per node and per source address; a new one evicts the
+#: oldest, so a flood can never refuse a client that goes on to authenticate.
+HALF_OPEN_TIMEOUT = 3.0
+HALF_OPEN_LIMIT = 32
+HALF_OPEN_PER_SOURCE = 4
 CLOSE_SESSION = (NETFN_APP, 0x3C)
 
 
@@ -135,11 +143,33 @@ class BmcEndpoint:
         """Forget sessions idle too long, so a vanished client frees its slot."""
         now = self.clock()
         for sid, session in list(self.sessions.items()):
-            limit = (self.idle_timeout if session.stage is Stage.ACTIVE and not session.draining
-                     else PENDING_TIMEOUT)
+            if session.stage is not Stage.ACTIVE:
+                limit = HALF_OPEN_TIMEOUT
+            elif session.draining:
+                limit = PENDING_TIMEOUT
+            else:
+                limit = self.idle_timeout
             if now - session.last_activity > limit:
                 del self.sessions[sid]
         self.controller.watchdog.poll(self.node)
+
+    def admit_half_open(self, peer: Hashable) -> None:
+        """Make room for one more half-open session from `peer`: evict the oldest of its
+        source beyond the per-source bound, and the oldest of all beyond the node's bound."""
+        source = peer[0] if isinstance(peer, tuple) else peer
+        half_open = sorted((s for s in self.sessions.values() if s.stage is not Stage.ACTIVE),
+                           key=lambda s: s.last_activity)
+        mine = [s for s in half_open
+                if (s.peer[0] if isinstance(s.peer, tuple) else s.peer) == source]
+        for session in mine[:max(0, len(mine) - HALF_OPEN_PER_SOURCE + 1)]:
+            del self.sessions[session.bmc_id]
+            half_open.remove(session)
+        for session in half_open[:max(0, len(half_open) - HALF_OPEN_LIMIT + 1)]:
+            del self.sessions[session.bmc_id]
+
+    def slots_full(self) -> bool:
+        """Every session slot is taken by an authenticated session."""
+        return self.session_count(active_only=True) >= self.session_limit
 
     def close_session(self, bmc_id: int) -> bool:
         return self.sessions.pop(bmc_id, None) is not None
@@ -248,8 +278,9 @@ class BmcEndpoint:
         session = next((s for s in self.sessions.values() if s.peer == peer
                         and s.console_id == console_id and s.stage is Stage.OPENED), None)
         if session is None:
-            if self.session_count() >= self.session_limit:
+            if self.slots_full():
                 return self._open_session_error(tag, RMCP_NO_RESOURCES, console_id)
+            self.admit_half_open(peer)
             session = Session(self._new_session_id(), console_id, peer, Stage.OPENED,
                               self.clock(), suite=suite, requested_privilege=privilege)
             self.sessions[session.bmc_id] = session
@@ -323,6 +354,8 @@ class BmcEndpoint:
         if not hmac.compare_digest(expected, payload[8:]):
             log.info("RAKP3 authentication failed for user %r", session.username.decode("latin-1"))
             return self._rakp_fail(session, wire.PAYLOAD_RAKP4, tag, RMCP_INVALID_ICV)
+        if self.slots_full():  # taken while this one was authenticating
+            return self._rakp_fail(session, wire.PAYLOAD_RAKP4, tag, RMCP_NO_RESOURCES)
         rakp_material = (session.console_random + session.bmc_random
                          + bytes((session.role_byte, len(session.username))) + session.username)
         session.keys = SessionKeys.derive(suite, self.kg or user.password_bytes(), rakp_material)
@@ -393,6 +426,7 @@ class BmcEndpoint:
 
     def new_v15_session(self, authtype: int, user_name: str, peer: Hashable) -> Session:
         """Open a challenged 1.5 session (Get Session Challenge); the caller checks the user."""
+        self.admit_half_open(peer)
         session = Session(self._new_session_id(), 0, peer, Stage.CHALLENGED, self.clock(),
                           v15_authtype=authtype, user=self.node.users.by_name(user_name),
                           challenge=self.random(16))

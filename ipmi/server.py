@@ -23,6 +23,9 @@ import struct
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
 
 from bmc.node import Node
 from ipmi.endpoint import BmcEndpoint
@@ -72,6 +75,9 @@ class IpmiServer:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._wake_pending = False
+        self._calls: list[tuple[Future[Any], Callable[[], Any]]] = []  # for the loop thread
+        self._calls_lock = threading.Lock()
+        self._shared: dict[int, _SharedPort] = {}  # port -> its shared socket
         # where an endpoint's datagrams go out: its socket, and the source address to send
         # from when the socket is shared (None: the socket's own)
         self._route: dict[BmcEndpoint, tuple[socket.socket, bytes | None]] = {}
@@ -85,42 +91,108 @@ class IpmiServer:
     def start(self) -> None:
         """Bind every port now (so a conflict is reported here), then serve in a thread."""
         selector = selectors.DefaultSelector()
+        self._selector = selector
         try:
             shared = _shared_groups(self.bindings)
-            in_group = {index for indexes in shared.values() for index in indexes}
-            ports: dict[int, _SharedPort] = {}
             for port in shared:
-                sock = self._bind("0.0.0.0", port, socket.AF_INET)
-                sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-                ports[port] = _SharedPort(sock)
-                selector.register(sock, selectors.EVENT_READ, ports[port])
-            for index, (address, port, node, *own) in enumerate(self.bindings):
-                options = {**self.endpoint_options, **(own[0] if own else {})}
-                if index in in_group:
-                    shared_port = ports[port]
-                    endpoint = BmcEndpoint(node, local_address=(address, port),
-                                           **options)  # type: ignore[arg-type]
-                    shared_port.by_address[socket.inet_aton(address)] = endpoint
-                    self._route[endpoint] = (shared_port.sock, socket.inet_aton(address))
-                else:
-                    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-                    sock = self._bind(address, port, family)
-                    endpoint = BmcEndpoint(node, local_address=sock.getsockname()[:2],
-                                           **options)  # type: ignore[arg-type]
-                    self._route[endpoint] = (sock, None)
-                    selector.register(sock, selectors.EVENT_READ, endpoint)
-                endpoint.wakeup = self._wake
-                self.endpoints.append(endpoint)
-                self._ports.append(port or self._route[endpoint][0].getsockname()[1])
+                self._share(port)
+            for address, port, node, *own in self.bindings:
+                self._serve_node(address, port, node, own[0] if own else {})
         except BaseException:
             selector.close()
+            self._selector = None
             self._close_sockets()
             raise
         selector.register(self._stop_r, selectors.EVENT_READ, None)
         selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
-        self._selector = selector
         self._thread = threading.Thread(target=self._serve, name="ipmi-server", daemon=True)
         self._thread.start()
+
+    def _share(self, port: int) -> _SharedPort:
+        """The wildcard socket of a port that BMCs share on their own addresses."""
+        assert self._selector is not None
+        sock = self._bind("0.0.0.0", port, socket.AF_INET)
+        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        shared = self._shared[port] = _SharedPort(sock)
+        self._selector.register(sock, selectors.EVENT_READ, shared)
+        return shared
+
+    def _serve_node(self, address: str, port: int, node: Node,
+                    options: dict[str, object]) -> BmcEndpoint:
+        """Start serving `node`: on its port's shared socket, or on a socket of its own."""
+        assert self._selector is not None
+        options = {**self.endpoint_options, **options}
+        shared = self._shared.get(port) if ":" not in address else None
+        if shared is not None:
+            packed = socket.inet_aton(address)
+            if packed in shared.by_address:
+                raise OSError(98, f"IPMI port {address}:{port}/udp: Address already in use")
+            endpoint = BmcEndpoint(node, local_address=(address, port),
+                                   **options)  # type: ignore[arg-type]
+            shared.by_address[packed] = endpoint
+            self._route[endpoint] = (shared.sock, packed)
+        else:
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            sock = self._bind(address, port, family)
+            endpoint = BmcEndpoint(node, local_address=sock.getsockname()[:2],
+                                   **options)  # type: ignore[arg-type]
+            self._route[endpoint] = (sock, None)
+            self._selector.register(sock, selectors.EVENT_READ, endpoint)
+            port = sock.getsockname()[1]
+        endpoint.wakeup = self._wake
+        self.endpoints.append(endpoint)
+        self._ports.append(port)
+        return endpoint
+
+    # -- nodes added and removed while serving --------------------------------------------------
+    def add(self, address: str, port: int, node: Node,
+            options: dict[str, object] | None = None, timeout: float = 5.0) -> int:
+        """Serve one more node (from any thread); its bound port. OSError if it cannot bind."""
+        return self._on_loop(lambda: self._ports[self.endpoints.index(
+            self._serve_node(address, port, node, options or {}))], timeout)
+
+    def remove(self, node: Node, timeout: float = 5.0) -> bool:
+        """Stop serving `node`: its sessions end, its socket (if its own) closes."""
+        return self._on_loop(lambda: self._drop(node), timeout)
+
+    def _drop(self, node: Node) -> bool:
+        assert self._selector is not None
+        index = next((i for i, e in enumerate(self.endpoints) if e.node is node), None)
+        if index is None:
+            return False
+        endpoint = self.endpoints.pop(index)
+        del self._ports[index]
+        self._busy.discard(endpoint)
+        sock, source = self._route.pop(endpoint)
+        endpoint.close()
+        if source is None:  # its own socket
+            self._selector.unregister(sock)
+            self._sockets.remove(sock)
+            sock.close()
+        else:
+            shared = next(p for p in self._shared.values() if p.sock is sock)
+            del shared.by_address[source]
+        return True
+
+    def _on_loop(self, call: Callable[[], Any], timeout: float) -> Any:
+        """Run `call` on the server's thread (it owns the sockets) and return its result."""
+        if self._thread is None or threading.current_thread() is self._thread:
+            return call()
+        future: Future[Any] = Future()
+        with self._calls_lock:
+            self._calls.append((future, call))
+        self._wake_pending = False  # make sure this wake-up is sent
+        self._wake()
+        return future.result(timeout)
+
+    def _run_calls(self) -> None:
+        with self._calls_lock:
+            calls, self._calls = self._calls, []
+        for future, call in calls:
+            try:
+                future.set_result(call())
+            except BaseException as exc:
+                future.set_exception(exc)
 
     def _bind(self, address: str, port: int, family: int) -> socket.socket:
         sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -180,6 +252,7 @@ class IpmiServer:
         except OSError:
             pass
         self._wake_pending = False  # before polling: output arriving from now on wakes again
+        self._run_calls()
         for endpoint in self.endpoints:
             if endpoint.sol.payload is not None:
                 self._flush(endpoint)
@@ -261,6 +334,7 @@ class IpmiServer:
         self.endpoints.clear()
         self._ports.clear()
         self._route.clear()
+        self._shared.clear()
         self._busy.clear()
 
 

@@ -226,6 +226,10 @@ class RedfishServer:
         self._server: Any = None
         self._app: Any = None
         self._wake: Callable[[], None] | None = None
+        self._trigger: Any = None
+        self._channel: type | None = None
+        self._own: dict[Node, Any] = {}  # node -> its own listener
+        self._shared: dict[int, Any] = {}  # port -> the listener its BMCs share
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -302,22 +306,104 @@ class RedfishServer:
         for sock, indexes in zip(sockets[len(own):], shared.values(), strict=True):
             serves[id(sock)] = {self.bindings[i][0]: self.bindings[i][2] for i in indexes}
         listeners = [d for d in self._map.values() if isinstance(d, BaseWSGIServer)]
-        channel = _channel_class()
+        self._channel = _channel_class()
         for listener in listeners:
-            target = serves[id(listener.socket)]
-            listener.application = (_AddressBinder(listener.application, target)
-                                    if isinstance(target, dict)
-                                    else _NodeBinder(listener.application, target))
-            listener.channel_class = channel
+            self._adopt(listener, serves[id(listener.socket)])
         if len(listeners) != n:  # a waitress change we do not understand: refuse, never guess
             raise RuntimeError(f"waitress made {len(listeners)} listeners for {n} sockets")
         # every listener made its own wake-up pipe, though all share one poll loop: keep one
         # (saves 3 descriptors and a poll entry per BMC; trigger.close() is idempotent)
-        shared = listeners[0].trigger
+        self._trigger = listeners[0].trigger
         for listener in listeners[1:]:
             listener.trigger.close()
-            listener.trigger = shared
-        self._wake = shared.pull_trigger
+            listener.trigger = self._trigger
+        self._wake = self._trigger.pull_trigger
+
+    def _adopt(self, listener: Any, serves: Node | dict[str, Node]) -> None:
+        """Make a waitress listener serve one node, or the nodes of a shared port."""
+        listener.application = (_AddressBinder(self._app, serves) if isinstance(serves, dict)
+                                else _NodeBinder(self._app, serves))
+        listener.channel_class = self._channel
+        if isinstance(serves, dict):
+            self._shared[listener.socket.getsockname()[1]] = listener
+        else:
+            self._own[serves] = listener
+
+    # -- nodes added and removed while serving --------------------------------------------------
+    def add(self, addr: str, port: int, node: Node, timeout: float = 5.0) -> int:
+        """Serve one more node (from any thread); its bound port. OSError if it cannot bind."""
+        shared = self._shared.get(port) if ":" not in addr else None
+        if shared is not None:
+            nodes = shared.application.nodes
+            if addr in nodes:
+                raise OSError(errno.EADDRINUSE, f"Redfish port {_where(addr, port)} is in use")
+            nodes[addr] = node
+            return port
+        sock = _listen(addr, port)
+        try:
+            self._on_loop(lambda: self._listen_for(sock, node), timeout)
+        except BaseException:
+            sock.close()
+            raise
+        return int(sock.getsockname()[1])
+
+    def _listen_for(self, sock: socket.socket, node: Node) -> None:
+        from waitress.server import TcpWSGIServer
+
+        listener = TcpWSGIServer(self._app, self._map, True, sock,
+                                 dispatcher=self._server.task_dispatcher, adj=self._server.adj,
+                                 bind_socket=False, sockinfo=(sock.family, sock.type,
+                                                              sock.proto, sock.getsockname()))
+        listener.trigger.close()  # its own wake-up pipe: the shared one serves
+        listener.trigger = self._trigger
+        self._adopt(listener, node)
+
+    def remove(self, node: Node, timeout: float = 5.0) -> bool:
+        """Stop serving `node`: its listener (or its address on a shared one) and every open
+        connection to it close."""
+        return bool(self._on_loop(lambda: self._forget(node), timeout))
+
+    def _forget(self, node: Node) -> bool:
+        from waitress import wasyncore
+        from waitress.channel import HTTPChannel
+
+        listener = self._own.pop(node, None)
+        address = None
+        if listener is None:
+            for shared in self._shared.values():
+                nodes = shared.application.nodes
+                address = next((a for a, n in nodes.items() if n is node), None)
+                if address is not None:
+                    del nodes[address]
+                    listener = shared
+                    break
+        if listener is None:
+            return False
+        for channel in list(self._map.values()):
+            if isinstance(channel, HTTPChannel) and channel.server is listener and (
+                    address is None or getattr(channel, "local_address", None) == address):
+                channel.close()
+        if address is None:
+            # waitress's close() would close the listener's trigger too: the shared one
+            wasyncore.dispatcher.close(listener)
+        return True
+
+    def _on_loop(self, call: Callable[[], Any], timeout: float) -> Any:
+        """Run `call` in the server's loop thread (it owns the map) and return its result."""
+        from concurrent.futures import Future
+
+        if self._thread is None:
+            return call()
+        future: Future[Any] = Future()
+
+        def thunk() -> None:
+            try:
+                future.set_result(call())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        self._trigger.pull_trigger(thunk)
+        return future.result(timeout)
 
     def _serve(self) -> None:
         from waitress import wasyncore
@@ -348,6 +434,9 @@ class RedfishServer:
         self._map = {}
         self._server = None
         self._wake = None
+        self._trigger = None
+        self._own.clear()
+        self._shared.clear()
         self._thread = None
 
     def __enter__(self) -> RedfishServer:

@@ -8,7 +8,6 @@ from bmc.users import Privilege
 from ipmi import wire
 from ipmi.commands import (
     CC_INVALID_DATA_FIELD,
-    CC_NODE_BUSY,
     NETFN_APP,
     Context,
     IpmiError,
@@ -80,9 +79,7 @@ def get_session_challenge(ctx: Context) -> bytes:
     if user is None or not user.may_use_ipmi:
         raise IpmiError(CC_INVALID_USER)
     # the slot is taken by Activate Session (which answers "no session slot"); challenges
-    # beyond twice the limit are refused outright so that a flood cannot grow the table
-    if len(ctx.endpoint.sessions) >= 2 * ctx.endpoint.session_limit:
-        raise IpmiError(CC_NODE_BUSY)
+    # are half-open sessions, bounded by evicting the oldest (BmcEndpoint.admit_half_open)
     session = ctx.endpoint.new_v15_session(authtype, name, ctx.peer)
     return struct.pack("<I", session.bmc_id) + session.challenge
 

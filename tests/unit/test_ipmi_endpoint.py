@@ -79,7 +79,7 @@ def test_cipher_suite_zero_is_refused() -> None:
     assert packet.payload[1] == 0x11  # no cipher suite match
 
 
-def test_open_session_negotiates_suite_17_and_honours_the_session_limit() -> None:
+def test_open_session_negotiates_suite_17_and_half_open_sessions_take_no_slot() -> None:
     endpoint = make_endpoint(session_limit=2)
     statuses = []
     for console_id in (1, 2, 3):
@@ -90,7 +90,8 @@ def test_open_session_negotiates_suite_17_and_honours_the_session_limit() -> Non
         statuses.append(payload[1])
         if payload[1] == 0:
             assert payload[16] == 3 and payload[24] == 4 and payload[32] == 1
-    assert statuses == [0, 0, 0x01]  # the third gets "insufficient resources"
+    # half-open sessions take no slot: only authenticated ones fill the limit
+    assert statuses == [0, 0, 0]
 
 
 def test_sessions_idle_too_long_are_forgotten() -> None:

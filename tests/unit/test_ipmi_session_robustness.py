@@ -14,6 +14,7 @@ from backends.base import PowerState
 from backends.memory import MemoryBackend
 from bmc.node import Node, PowerAction
 from bmc.users import Privilege
+from ipmi import endpoint as ipmi_endpoint
 from ipmi import wire
 from ipmi.crypto import SUITE_17, SessionKeys
 from ipmi.endpoint import BmcEndpoint
@@ -102,7 +103,9 @@ def open_session(endpoint: BmcEndpoint, console_id: int = 0x11, user: str = "adm
     reply = endpoint.datagram_received(
         wire.build_v20(wire.PAYLOAD_RAKP3, 0, 0, struct.pack("<BBxxI", 3, 0, bmc_id) + authcode),
         PEER)
-    assert reply is not None and wire.parse_v20(reply).payload[1] == 0
+    assert reply is not None
+    if wire.parse_v20(reply).payload[1] != 0:
+        return wire.parse_v20(reply).payload[1]
     keys = SessionKeys.derive(SUITE_17, key, console_random + bmc_random
                               + bytes((role, len(name))) + name)
     console = Console(endpoint, bmc_id, keys)
@@ -214,3 +217,51 @@ def test_bmc_reset_drops_sessions_after_the_reply() -> None:
     assert other.call(0x06, 0x3C, struct.pack("<I", other.bmc_id)) == (0, b"")
     assert endpoint.session_count() == 1
     assert endpoint.node.power_state is PowerState.ON  # the server was not touched
+
+
+# -- half-open sessions never starve authenticated logins -------------------------------------
+def _open_only(endpoint: BmcEndpoint, peer: tuple[str, int], console_id: int) -> int:
+    payload = struct.pack("<BBxxI", 1, 4, console_id) + bytes(
+        (0, 0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 8, 4, 0, 0, 0, 2, 0, 0, 8, 1, 0, 0, 0))
+    reply = endpoint.datagram_received(
+        wire.build_v20(wire.PAYLOAD_OPEN_SESSION_REQUEST, 0, 0, payload), peer)
+    assert reply is not None
+    return wire.parse_v20(reply).payload[1]
+
+
+def test_a_storm_of_half_open_sessions_never_keeps_a_login_out() -> None:
+    endpoint, _ = make()
+    # thousands of Open Session Requests that never authenticate, from one source and many
+    for i in range(2000):
+        assert _open_only(endpoint, ("192.0.2.66", 1000 + i), console_id=i) == 0
+        assert _open_only(endpoint, (f"198.51.100.{i % 200}", 2000), console_id=i) == 0
+    # the table stays bounded, and every slot is still free for authenticated sessions
+    assert len(endpoint.sessions) <= ipmi_endpoint.HALF_OPEN_LIMIT
+    consoles = [open_session(endpoint, console_id=0x100 + i) for i in range(4)]
+    assert all(isinstance(c, Console) for c in consoles)
+    # full now: a fifth is refused by the limit, not by the storm
+    assert open_session(endpoint, console_id=0x200) == 0x01
+
+
+def test_a_login_interleaved_with_a_storm_completes() -> None:
+    endpoint, _ = make()
+    payload = struct.pack("<BBxxI", 1, 4, 0x77) + bytes(
+        (0, 0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 8, 4, 0, 0, 0, 2, 0, 0, 8, 1, 0, 0, 0))
+    reply = endpoint.datagram_received(
+        wire.build_v20(wire.PAYLOAD_OPEN_SESSION_REQUEST, 0, 0, payload), PEER)
+    assert reply is not None
+    bmc_id = struct.unpack_from("<I", wire.parse_v20(reply).payload, 8)[0]
+    for i in range(500):  # a flood from one other source between Open Session and RAKP1
+        _open_only(endpoint, ("192.0.2.66", 3000 + i), console_id=i)
+    assert bmc_id in endpoint.sessions  # the per-source bound evicted the flood's own
+
+
+def test_half_open_sessions_expire_in_seconds_and_wrong_passwords_hold_no_slot() -> None:
+    endpoint, clock = make(session_limit=1)
+    for _ in range(20):  # an ordinary wrong-password loop
+        assert open_session(endpoint, password="wrong") == 0x0F
+    assert isinstance(open_session(endpoint, console_id=0x55), Console)
+    _open_only(endpoint, ("192.0.2.66", 1), console_id=9)
+    clock.now += ipmi_endpoint.HALF_OPEN_TIMEOUT + 0.1
+    endpoint.expire_sessions()
+    assert all(s.stage.value == "active" for s in endpoint.sessions.values())
