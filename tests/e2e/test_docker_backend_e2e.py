@@ -26,6 +26,8 @@ from conftest import Emulator, EmulatorNode, Launcher
 from tests.docker_env import DockerUnavailable, docker_client, ensure_base_image, ensure_dockerd
 
 TIMEOUT = 30.0  # generous: a loaded 2-core machine
+#: the first run on a machine builds the base image (debootstrap, 1-2 min) in a fixture
+pytestmark = pytest.mark.timeout(400)
 VNC = "vnc://127.0.0.1:5901"  # where the container's VNC server would listen
 
 

@@ -161,8 +161,9 @@ nodes:
     ("port: 6231}", "port: '6231'}",
      "6: node 'node-1': ipmi.port: Input should be a valid integer, got '6231'"),
     ("port: 6231}", "prot: 6231}", "6: node 'node-1': ipmi.prot: unknown key"),
-    ("{type: memory}\n    ipmi", "{type: docker}\n    ipmi",
-     "5: node 'node-1': backend.type: unknown backend type 'docker' (known: memory, process)"),
+    ("{type: memory}\n    ipmi", "{type: vmware}\n    ipmi",
+     "5: node 'node-1': backend.type: unknown backend type 'vmware' (known: memory, process, "
+     "docker)"),
     ("address: 127.0.0.1", "address: localhost",
      "6: node 'node-1': ipmi.address: 'localhost' is not an IPv4 or IPv6 address"),
     ("    ipmi:", "    colour: blue\n    ipmi:", "6: node 'node-1': colour: unknown key"),

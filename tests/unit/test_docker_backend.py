@@ -28,6 +28,8 @@ from backends.docker import DockerBackend
 from tests.docker_env import DockerUnavailable, docker_client, ensure_base_image, ensure_dockerd
 
 TIMEOUT = 15.0
+#: the first run on a machine builds the base image (debootstrap, 1-2 min) in a fixture
+pytestmark = pytest.mark.timeout(400)
 SHELL = ["/bin/bash"]
 
 
