@@ -97,5 +97,13 @@ def _fail(messages: list[str], status: int) -> NoReturn:
     sys.exit(status)
 
 
+def _add_commands() -> None:
+    from bmc.agent_config import agent_config  # imports only click: `--help` stays fast
+
+    main.add_command(agent_config)
+
+
+_add_commands()
+
 if __name__ == "__main__":
     main(prog_name="bmc-emulator")
