@@ -331,6 +331,8 @@ class DockerBackend(Backend):
                                "let bmc-emulator create it)")
         if connected:  # else the stream's resync must still compare with the old state
             self._apply(seen, generation=generation)
+        else:  # a container already running when we start: its console, now
+            self._attach_if_running(seen)
         return seen.power
 
     def power_on(self, boot_device: BootDevice) -> None:
@@ -571,13 +573,6 @@ class DockerBackend(Backend):
             if generation is not None and (self._acting or generation != self._generation):
                 return
             old, self._known = self._known, seen
-            if (self._console_for == _PENDING and self._console is not None
-                    and seen.running):
-                self._console_for = seen.started_at  # the boot it was attached for
-            attach = (seen.running and self._sink is not None
-                      and self.capabilities.serial_console
-                      and (self._console is None or not self._console.alive
-                           or self._console_for != seen.started_at))
         changes: list[tuple[PowerState, str]] = []
         if report and old is not None:
             if old.running and not seen.running:
@@ -595,6 +590,18 @@ class DockerBackend(Backend):
                 self.report_power(state, reason)
             except Exception:  # the node's listeners: not ours to crash on
                 log.exception("%s: power-change callback failed", self.node_name)
+        self._attach_if_running(seen)
+
+    def _attach_if_running(self, seen: _Seen) -> None:
+        """(Re)attach the console if the container runs and nothing is attached to this boot."""
+        with self._lock:
+            if (self._console_for == _PENDING and self._console is not None
+                    and seen.running):
+                self._console_for = seen.started_at  # the boot it was attached for
+            attach = (seen.running and self._sink is not None and not self._closed
+                      and self.capabilities.serial_console
+                      and (self._console is None or not self._console.alive
+                           or self._console_for != seen.started_at))
         if attach:
             try:
                 attrs = self._inspect()
@@ -613,12 +620,11 @@ class DockerBackend(Backend):
             self._sink = output
             known = self._known
         if known is not None and known.running:
-            # already running (the lab starts its servers before the emulator), so no event
-            # will come to attach it: attach now, off the caller's thread (a Docker call)
-            threading.Thread(target=self._apply, args=(known,),
-                             kwargs={"generation": None}, daemon=True,
+            # already running and known (no event will come to attach it): attach now, off
+            # the caller's thread (a Docker call)
+            threading.Thread(target=self._attach_if_running, args=(known,), daemon=True,
                              name=f"docker-console-{self.node_name}").start()
-        return True  # else the stream attaches when the container runs
+        return True  # else the stream attaches when the container runs (or power_state())
 
     def write_console(self, data: bytes) -> None:
         with self._lock:

@@ -25,6 +25,9 @@ echo "$(hostname): booting (serial console on /dev/console)"
 
 # -- the desktop: Xvfb on :1 (-noreset: keep the background when a client leaves), a
 # background colour, a window manager, a terminal, x11vnc on 5901 ---------------------------
+# a power cut (docker kill) leaves X's lock and socket behind in the container: a new Xvfb
+# would refuse display :1 ("server already active")
+rm -f /tmp/.X1-lock /tmp/.X11-unix/X1
 Xvfb :1 -screen 0 1024x768x24 -nolisten tcp -noreset >/tmp/xvfb.log 2>&1 &
 for _ in $(seq 1 100); do                      # at most 10 s for X to take clients
     xsetroot -solid '#23527c' 2>/dev/null && break   # (its socket can exist before that)
