@@ -56,10 +56,15 @@ def main() -> None:
               help="Default BMC password.  [default: password]")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
               default="info", show_default=True, help="Logging to stderr.")
+@click.option("--manage", is_flag=True,
+              help="Serve the management API (`bmc-emulator nodes ...`) on the default socket.")
+@click.option("--manage-socket", metavar="PATH", envvar="BMC_EMULATOR_SOCKET",
+              help="Serve the management API on this Unix socket (implies --manage).")
 def serve(config_file: Path | None, nodes: int | None, backend: str | None, bind: str | None,
           address_base: str | None, ipmi_port_base: int | None, redfish_port_base: int | None,
           console_port_base: int | None, username: str | None,
-          password: str | None, log_level: str) -> None:
+          password: str | None, log_level: str, manage: bool,
+          manage_socket: str | None) -> None:
     """Serve IPMI and Redfish for every node until SIGINT or SIGTERM.
 
     Flags override the config file's `defaults:`; a node's own settings win over both.
@@ -82,8 +87,12 @@ def serve(config_file: Path | None, nodes: int | None, backend: str | None, bind
 
     from bmc.serve import StartupError, run
 
+    if manage and not manage_socket:
+        from bmc.manage import default_socket
+
+        manage_socket = default_socket()
     try:
-        status = run(config)
+        status = run(config, manage_socket=manage_socket)
     except ConfigError as exc:  # a backend refused its settings
         _fail([str(p) for p in exc.problems], EXIT_CONFIG)
     except StartupError as exc:
@@ -99,8 +108,10 @@ def _fail(messages: list[str], status: int) -> NoReturn:
 
 def _add_commands() -> None:
     from bmc.agent_config import agent_config  # imports only click: `--help` stays fast
+    from bmc.nodes_cli import nodes
 
     main.add_command(agent_config)
+    main.add_command(nodes)
 
 
 _add_commands()

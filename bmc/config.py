@@ -105,6 +105,8 @@ class NodeConfig:
 class Config:
     nodes: list[NodeConfig]
     source: str | None = None
+    #: what the nodes were resolved with; a node added while serving gets the same
+    defaults: Defaults | None = None
 
 
 @dataclass(frozen=True)
@@ -348,7 +350,7 @@ def default_config(overrides: Overrides | None = None) -> Config:
         defaults = replace(defaults, backend_from="--backend")
     nodes, problems = _generated_nodes(defaults)
     _raise_if(problems + check_nodes(nodes))
-    return Config(nodes)
+    return Config(nodes, defaults=defaults)
 
 
 def _generated_nodes(defaults: Defaults) -> tuple[list[NodeConfig], list[Problem]]:

@@ -88,6 +88,33 @@ def load_config(path: str | Path, overrides: Overrides | None = None) -> Config:
     return _FileCheck(_Locator(source, root, data), overrides).run()
 
 
+def load_node(text: str, source: str, defaults: Defaults, index: int
+              ) -> tuple[NodeConfig | None, list[Problem]]:
+    """One node, as a `nodes:` entry of a config file would be (YAML or JSON), resolved with
+    `defaults` as the node at `index` (for generated ports and addresses); and every problem,
+    lines counted in `text`. The node is None only if too little of it could be read; checks
+    across nodes are the caller's (with the node, even when it has problems of its own)."""
+    # as the one entry of a `nodes:` list: the same schema, messages and line numbers + 1
+    lines = text.splitlines(keepends=True) or ["{}"]
+    document = "nodes:\n" + "".join(("- " if i == 0 else "  ") + line
+                                    for i, line in enumerate(lines))
+    try:
+        root, data = _parse_yaml(document)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line if mark else None  # 0-based in the document = 1-based in text
+        detail = ": ".join(filter(None, [exc.context, exc.problem]))
+        return None, [Problem(f"YAML syntax: {detail}", source, line)]
+    check = _FileCheck(_AddedNodeLocator(source, root, data, index), Overrides())
+    raw = data["nodes"][0] if isinstance(data, dict) and data.get("nodes") else None
+    if not isinstance(raw, dict):
+        return None, [Problem("a node is a mapping with at least `name:`", source, 1)]
+    node = check.node(raw, index, defaults, _file_schema())
+    if check.problems and node is not None:
+        check.try_backends([node], defaults)
+    return node, [replace(p, line=p.line - 1 if p.line else p.line) for p in check.problems]
+
+
 class _FileCheck:
     """One pass over a parsed file that collects every problem before giving a verdict."""
 
@@ -132,7 +159,7 @@ class _FileCheck:
         if self.problems:
             self.try_backends(nodes, defaults)
         _raise_if(self.problems)
-        return Config(nodes, self.locate.source)
+        return Config(nodes, self.locate.source, defaults)
 
     def validate(self, model: Any, raw: Any, loc: tuple[Any, ...]) -> tuple[Any, set[Any]]:
         """`raw` as `model`, or (when it has problems, recorded here) the model of what is
@@ -364,6 +391,27 @@ class _Locator:
             name = nodes[index].get("name")
             return name if isinstance(name, str) else None
         return None
+
+
+class _AddedNodeLocator(_Locator):
+    """The one node of `load_node`: first in its document, node `index` to the checks (its
+    generated ports and addresses are the `index`-th)."""
+
+    def __init__(self, source: str, root: yaml.Node | None, data: Any, index: int) -> None:
+        super().__init__(source, root, data)
+        self.index = index
+
+    def _here(self, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+        return ("nodes", 0, *loc[2:]) if tuple(loc[:2]) == ("nodes", self.index) else loc
+
+    def line(self, loc: tuple[Any, ...]) -> int | None:
+        return super().line(self._here(loc))
+
+    def value(self, loc: tuple[Any, ...]) -> Any:
+        return super().value(self._here(loc))
+
+    def _node_name(self, index: int) -> str | None:
+        return super()._node_name(0 if index == self.index else index)
 
 
 def _join_loc(loc: Iterable[Any]) -> str:

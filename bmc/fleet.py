@@ -13,7 +13,7 @@ import logging
 import threading
 from typing import Any
 
-from bmc.config import Config, ConfigError, NodeConfig, check_nodes
+from bmc.config import Config, ConfigError, Defaults, NodeConfig, check_nodes
 from bmc.manage import NodeRefused
 from bmc.node import Node
 
@@ -47,13 +47,13 @@ class Fleet:
         from bmc.serve import StartupError, build_node
 
         with self._lock:
-            try:
-                spec = load_node(text, "<added node>", self.config.defaults,
-                                 self._next_index)
-            except ConfigError as exc:
-                raise NodeRefused([_without_file(str(p)) for p in exc.problems]) from None
-            problems = [p for p in check_nodes([*self._specs.values(), spec])
-                        if p.node == spec.name]
+            spec, problems = load_node(text, "<added node>", self.config.defaults or Defaults(),
+                                       self._next_index)
+            if spec is None:
+                raise NodeRefused([_without_file(str(p)) for p in problems])
+            # what the running nodes say of it: their problems were reported at start
+            problems += [p for p in check_nodes([*self._specs.values(), spec])
+                         if p.node == spec.name and p.source == spec.source]
             if spec.console.websocket is not None:
                 problems.append(spec.problem("console.websocket", "a node added while the "
                                              "emulator runs has no WebSocket console"))

@@ -18,6 +18,7 @@ from bmc.node import Identity, Node
 from bmc.users import UserStore
 
 if TYPE_CHECKING:
+    from bmc.fleet import Fleet
     from bmc.sensors import SensorSpec
 
 log = logging.getLogger(__name__)
@@ -43,17 +44,20 @@ class StartupError(Exception):
     """Something outside the config stopped the emulator from starting (a port in use, ...)."""
 
 
-def run(config: Config, stop: threading.Event | None = None, out: TextIO | None = None) -> int:
+def run(config: Config, stop: threading.Event | None = None, out: TextIO | None = None,
+        manage_socket: str | None = None) -> int:
     """Serve `config` until SIGINT/SIGTERM (or `stop` is set); returns the exit status.
 
-    Raises ConfigError if a backend refuses its settings and StartupError if a server cannot
-    start; in both cases nothing is left running.
+    With `manage_socket`, the management API (`bmc.manage`) listens there: nodes can be
+    listed, added and removed while serving. Raises ConfigError if a backend refuses its
+    settings and StartupError if a server cannot start; in both cases nothing is left running.
     """
     stop = stop or threading.Event()
     out = out or sys.stdout
     restore = _handle_signals(stop)  # first, so a signal during startup still stops cleanly
     nodes: list[Node] = []
     servers: list[Server] = []
+    fleet: Fleet | None = None
     try:
         from bmc.limits import check_descriptors
 
@@ -68,6 +72,13 @@ def run(config: Config, stop: threading.Event | None = None, out: TextIO | None 
         servers.append(_start("Redfish", _redfish_server, config, nodes))
         if any(spec.console.websocket for spec in config.nodes):
             servers.append(_start("console WebSocket", _console_server, config, nodes))
+        if manage_socket:
+            from bmc.fleet import Fleet
+            from bmc.manage import ManagementServer
+
+            fleet = Fleet(config, nodes, servers[0], servers[1])
+            servers.append(_start("management API", lambda *_: ManagementServer(
+                manage_socket, fleet), config, []))
         print_table(config, out)
         print(ready_line(len(nodes)), file=out, flush=True)
         log.info("serving %s; SIGINT or SIGTERM stops", nodes_text(len(nodes)))
@@ -75,7 +86,8 @@ def run(config: Config, stop: threading.Event | None = None, out: TextIO | None 
         stop.wait()
         log.info("stopping")
     finally:
-        _shutdown(servers, nodes)
+        # the nodes served now: with the management API, some may have come or gone
+        _shutdown(servers, fleet.nodes() if fleet is not None else nodes)
         restore()
     return 0
 
@@ -91,7 +103,7 @@ def build_nodes(config: Config) -> list[Node]:
     try:
         for spec in config.nodes:
             try:
-                nodes.append(_build_node(spec))
+                nodes.append(build_node(spec))
             except ConfigError as exc:
                 problems += exc.problems
         if problems:
@@ -102,7 +114,7 @@ def build_nodes(config: Config) -> list[Node]:
     return nodes
 
 
-def _build_node(spec: NodeConfig) -> Node:
+def build_node(spec: NodeConfig) -> Node:
     try:
         backend = create_backend(spec.backend, dict(spec.backend_settings), spec.name)
     except (TypeError, ValueError) as exc:  # settings the backend does not take
