@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import requests
-
-from bench.util import free_ports
 from conftest import REPO
 from e2e_helpers import run
+
+from bench.util import free_ports
 
 
 def nodes_cli(socket: Path, *args: str, stdin: str | None = None

@@ -102,7 +102,8 @@ def test_serve_runs_until_sigterm(events: list[str]) -> None:
 def test_serve_passes_the_flags_on(events: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[Config] = []
     real_run = bmc.serve.run
-    monkeypatch.setattr(bmc.serve, "run", lambda config: seen.append(config) or real_run(config))
+    monkeypatch.setattr(bmc.serve, "run",
+                        lambda config, **kw: seen.append(config) or real_run(config, **kw))
     args = ["serve", "--nodes", "2", "--bind", "127.0.0.5", "--ipmi-port-base", "7000",
             "--redfish-port-base", "9000", "--username", "root", "--password", "calvin"]
     result = runner().invoke(main, args)
@@ -117,7 +118,8 @@ def test_serve_passes_the_flags_on(events: list[str], monkeypatch: pytest.Monkey
 def test_password_from_the_environment(events: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[Config] = []
     real_run = bmc.serve.run
-    monkeypatch.setattr(bmc.serve, "run", lambda config: seen.append(config) or real_run(config))
+    monkeypatch.setattr(bmc.serve, "run",
+                        lambda config, **kw: seen.append(config) or real_run(config, **kw))
     result = runner().invoke(main, ["serve"], env={"BMC_EMULATOR_PASSWORD": "fromenv"})
     assert result.exit_code == 0, result.stderr
     assert seen[0].nodes[0].users[0].password == "fromenv"
@@ -153,7 +155,8 @@ def test_a_backend_refusing_its_settings_is_a_config_error(
 def test_backend_flag_with_nodes(events: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[Config] = []
     real_run = bmc.serve.run
-    monkeypatch.setattr(bmc.serve, "run", lambda config: seen.append(config) or real_run(config))
+    monkeypatch.setattr(bmc.serve, "run",
+                        lambda config, **kw: seen.append(config) or real_run(config, **kw))
     result = runner().invoke(main, ["serve", "--backend", "memory", "--nodes", "1"])
     assert result.exit_code == 0, result.stderr
     assert [(n.name, n.backend) for n in seen[0].nodes] == [("node-0", "memory")]
@@ -242,7 +245,7 @@ def test_the_default_serve_path_imports_neither_pydantic_nor_yaml() -> None:
     code = textwrap.dedent("""
         import sys
         import bmc.serve
-        bmc.serve.run = lambda config: 0
+        bmc.serve.run = lambda config, **kw: 0
         from bmc.cli import main
         try:
             main(["serve", "--nodes", "2", "--backend", "memory"])

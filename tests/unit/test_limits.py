@@ -30,7 +30,7 @@ def test_a_fleet_past_the_limit_is_refused_at_once_saying_what_to_do() -> None:
     assert done.returncode == 1
     assert "300 nodes need about" in done.stderr and "the hard limit is 300" in done.stderr
     assert "--address-base" in done.stderr
-    assert took < 10
+    assert took < 30  # at once: before any node or socket, not minutes later
 
 
 def test_the_same_fleet_on_its_own_addresses_fits() -> None:
