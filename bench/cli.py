@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--layout", choices=("ports", "addresses", "both"),
                         help="scale run: port ranges on 127.0.0.1, one 127.x.y.z address per "
                              "node (ports 623/8000), or both (default: both for full runs)")
+    parser.add_argument("--sweep", action="store_true",
+                        help="scale run: also sweep the fleet (one ipmitool power status and "
+                             "one GET System per node, 32 clients at once)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, configs)")
     args = parser.parse_args(argv)
     if args.only:
@@ -90,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     samples = {t.key: measure.Samples() for t in runnable}
     try:
         done = _rounds(runnable, rounds, settings, samples, workdir, began + budget)
-        scale_results = scale.run_all(counts, workdir / "scale", layouts, log)
+        scale_results = scale.run_all(counts, workdir / "scale", layouts, log,
+                                      sweep=args.sweep)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -195,14 +195,22 @@ def goals_table(items: list[Goal], out: Callable[[str], None]) -> None:
 
 def scale_table(results: list[ScaleResult], out: Callable[[str], None]) -> None:
     rows = [["nodes", "layout", "ready (s)", "RSS ready (MiB)", "RSS after (MiB)",
-             "MiB/node", "IPMI answered", "Redfish answered", "sample"]]
+             "MiB/node", "IPMI answered", "Redfish answered", "sample", "sweep"]]
     for r in results:
         per_node = ((r.rss_after_mib or 0) / r.nodes) if r.rss_after_mib else None
         rows.append([str(r.nodes), r.layout, num(r.ready_s), num(r.rss_ready_mib),
                      num(r.rss_after_mib), num(per_node), f"{r.ipmi_answered}/{r.nodes}",
                      f"{r.redfish_answered}/{r.nodes}", r.sample_text
-                     + (f"  {r.problem}" if r.problem else "")])
+                     + (f"  {r.problem}" if r.problem else ""), _sweep_text(r)])
     _table(rows, out)
+
+
+def _sweep_text(r: ScaleResult) -> str:
+    if r.sweep_s is None:
+        return "-"
+    ipmi = "not measured" if r.sweep_ipmi_errors is None else str(r.sweep_ipmi_errors)
+    return (f"{r.sweep_nodes}/{r.nodes} nodes in {r.sweep_s} s, errors IPMI {ipmi}, "
+            f"Redfish {r.sweep_redfish_errors}")
 
 
 # -- JSON ---------------------------------------------------------------------------------------

@@ -26,6 +26,9 @@ from bench.util import HOST, REPO, free_ports, port_is_free, rss_mib, start
 
 READY = "bmc-emulator ready:"
 SAMPLE = 5
+#: the fleet-wide sweep: one `power status` and one GET System per node, this many at once
+SWEEP_CLIENTS = 32
+SWEEP_BUDGET = 900.0  # seconds; the sweep stops there and says how far it got
 
 
 @dataclass
@@ -40,6 +43,11 @@ class ScaleResult:
     sample_size: int = 0
     sample_redfish_ok: int = 0
     sample_ipmi_ok: int | None = None  # None: not measured (ipmitool is not installed)
+    #: the fleet-wide sweep, if asked for: wall time, nodes swept, errors of each protocol
+    sweep_s: float | None = None
+    sweep_nodes: int = 0
+    sweep_ipmi_errors: int | None = None  # None: not measured (no ipmitool)
+    sweep_redfish_errors: int = 0
     problem: str | None = None
 
     @property
@@ -90,8 +98,8 @@ def _endpoints(nodes: int, layout: str) -> tuple[list[str], list[tuple[str, int]
             [(HOST, redfish_base + i) for i in range(nodes)])
 
 
-def measure(nodes: int, workdir: Path, layout: str = "ports", timeout: float = 90.0
-            ) -> ScaleResult:
+def measure(nodes: int, workdir: Path, layout: str = "ports", timeout: float = 90.0,
+            sweep: bool = False) -> ScaleResult:
     result = ScaleResult(nodes, layout)
     try:
         args, ipmi_eps, redfish_eps = _endpoints(nodes, layout)
@@ -99,8 +107,9 @@ def measure(nodes: int, workdir: Path, layout: str = "ports", timeout: float = 9
         result.problem = str(exc)
         return result
     workdir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "bmc.cli", "serve", "--nodes", str(nodes), *args,
-           "--log-level", "warning"]
+    # memory servers: the figure is the BMCs' (a process server adds its own program)
+    cmd = [sys.executable, "-m", "bmc.cli", "serve", "--nodes", str(nodes), "--backend",
+           "memory", *args, "--log-level", "warning"]
     proc = start(cmd, workdir / f"scale-{layout}-{nodes}.log", env=our_env(), cwd=REPO)
     try:
         deadline = proc.started + timeout
@@ -117,6 +126,8 @@ def measure(nodes: int, workdir: Path, layout: str = "ports", timeout: float = 9
         result.redfish_answered = _redfish_all(redfish_eps)
         (result.sample_size, result.sample_redfish_ok,
          result.sample_ipmi_ok) = _sample(ipmi_eps, redfish_eps)
+        if sweep:
+            _sweep(ipmi_eps, redfish_eps, result)
         result.rss_after_mib = rss_mib(proc.pid)
     finally:
         proc.stop(timeout=15)
@@ -175,15 +186,49 @@ def _sample(ipmi_eps: list[tuple[str, int]], redfish_eps: list[tuple[str, int]]
     return len(indexes), redfish_ok, ipmi_ok
 
 
+def _sweep(ipmi_eps: list[tuple[str, int]], redfish_eps: list[tuple[str, int]],
+           result: ScaleResult) -> None:
+    """Every node: a full `ipmitool power status` session and an authenticated GET of its
+    System, SWEEP_CLIENTS at a time, within SWEEP_BUDGET seconds."""
+    with_ipmitool = have_ipmitool()
+    began = time.monotonic()
+    deadline = began + SWEEP_BUDGET
+
+    def one(index: int) -> tuple[bool, bool | None] | None:
+        if time.monotonic() > deadline:
+            return None
+        host, port = redfish_eps[index]
+        redfish = http_status(host, port, f"/redfish/v1/Systems/node-{index}",
+                              (USERNAME, PASSWORD), timeout=10) == 200
+        ipmi = None
+        if with_ipmitool:
+            try:
+                ipmi = ipmitool(*ipmi_eps[index], "power", "status", timeout=20).ok
+            except subprocess.SubprocessError:
+                ipmi = False
+        return redfish, ipmi
+
+    with ThreadPoolExecutor(SWEEP_CLIENTS) as pool:
+        done = [r for r in pool.map(one, range(len(ipmi_eps))) if r is not None]
+    result.sweep_s = round(time.monotonic() - began, 1)
+    result.sweep_nodes = len(done)
+    result.sweep_redfish_errors = sum(1 for redfish, _ in done if not redfish)
+    result.sweep_ipmi_errors = (sum(1 for _, ipmi in done if not ipmi) if with_ipmitool
+                                else None)
+
+
 def run_all(counts: list[int], workdir: Path, layouts: list[str],
-            log: Callable[[str], None] = print) -> list[ScaleResult]:
+            log: Callable[[str], None] = print, sweep: bool = False) -> list[ScaleResult]:
     results = []
     for layout in layouts:
         for nodes in counts:
-            result = measure(nodes, workdir, layout)
+            result = measure(nodes, workdir, layout, sweep=sweep)
             log(f"scale: {nodes} nodes ({layout}): ready {result.ready_s or float('nan'):.2f} s, "
                 f"RSS {result.rss_after_mib or float('nan'):.0f} MiB, "
                 f"IPMI {result.ipmi_answered}/{nodes}, Redfish {result.redfish_answered}/{nodes}"
+                + (f", sweep of {result.sweep_nodes} nodes in {result.sweep_s} s "
+                   f"(errors: IPMI {result.sweep_ipmi_errors}, Redfish "
+                   f"{result.sweep_redfish_errors})" if result.sweep_s is not None else "")
                 + (f", {result.problem}" if result.problem else ""))
             results.append(result)
     return results
