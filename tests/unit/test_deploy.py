@@ -159,10 +159,10 @@ def test_config_credentials_and_state_volume() -> None:
 
 
 def test_optional_flags() -> None:
-    sts = one(render({"fleet": {"backend": "memory", "extraArgs": ["--console-port-base=20000"]},
+    sts = one(render({"fleet": {"backend": "process", "extraArgs": ["--console-port-base=20000"]},
                       "persistence": {"passStateDirFlag": True}}), "StatefulSet")
     args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--backend=memory" in args
+    assert "--backend=process" in args
     assert "--state-dir=/var/lib/bmc-emulator" in args
     assert args[-1] == "--console-port-base=20000"
     sts = one(render({"persistence": {"enabled": False}}), "StatefulSet")
@@ -287,6 +287,10 @@ def test_the_default_config_is_one_the_emulator_accepts(tmp_path: Path,
     assert (node.name, node.ipmi.address, node.ipmi.port, node.redfish.port) == \
         ("node-7", "0.0.0.0", 10630, 40007)
     assert [u.name for u in node.users] == ["admin"]
+    assert node.backend == "memory"
+    sts = one(render({"fleet": {"backend": ""}}), "StatefulSet")
+    assert not any(a.startswith("--backend") for a in sts["spec"]["template"]["spec"][
+        "containers"][0]["args"])
 
 
 def test_nth_address_matches_the_emulator() -> None:
