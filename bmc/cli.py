@@ -54,6 +54,9 @@ def main() -> None:
 @click.option("--password", envvar="BMC_EMULATOR_PASSWORD", show_envvar=True,
               metavar="PASSWORD",
               help="Default BMC password.  [default: password]")
+@click.option("--shard", envvar="BMC_EMULATOR_SHARD", show_envvar=True, metavar="I/N|NODES",
+              help="Serve only part of the fleet: node k when k mod N = I, or the listed "
+                   "node names or indices (comma-separated). Nodes keep their fleet ports.")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
               default="info", show_default=True, help="Logging to stderr.")
 @click.option("--manage", is_flag=True,
@@ -64,7 +67,7 @@ def serve(config_file: Path | None, nodes: int | None, backend: str | None, bind
           address_base: str | None, ipmi_port_base: int | None, redfish_port_base: int | None,
           console_port_base: int | None, username: str | None,
           password: str | None, log_level: str, manage: bool,
-          manage_socket: str | None) -> None:
+          manage_socket: str | None, shard: str | None = None) -> None:
     """Serve IPMI and Redfish for every node until SIGINT or SIGTERM.
 
     Flags override the config file's `defaults:`; a node's own settings win over both.
@@ -84,6 +87,12 @@ def serve(config_file: Path | None, nodes: int | None, backend: str | None, bind
             config = load_config(config_file, overrides)
     except ConfigError as exc:
         _fail([str(p) for p in exc.problems], EXIT_CONFIG)
+    if shard is not None:  # bmc/shard.py: this process's slice of a fleet shared by several
+        from bmc.shard import ShardError, select
+        try:
+            config.nodes = select(config.nodes, shard)
+        except ShardError as exc:
+            _fail([f"--shard: {exc}"], EXIT_CONFIG)
 
     from bmc.serve import StartupError, run
 
