@@ -109,6 +109,7 @@ class LibvirtBackend(Backend):
         self._state_lock = threading.Lock()
         #: the power state the node knows of (ours or reported); None: not looked yet
         self._known: PowerState | None = None
+        self._connected_before = False  # libvirt_connected has run once
         self._busy = 0
         self._closed = False
         self._conn: Connection = acquire(uri)  # connects in the background: never blocks
@@ -391,12 +392,15 @@ class LibvirtBackend(Backend):
             return
         with self._state_lock:
             before, self._known = self._known, state
+            # the first connection is no news: what the node did meanwhile (it may already
+            # have acted, when this callback comes late) was its own doing
+            reconnected, self._connected_before = self._connected_before, True
         if state is PowerState.ON and not self._console.is_open:
             self._open_console_quietly()
         self._vnc = None
         if state is PowerState.ON:
             self._read_vnc_quietly()
-        if before is not None and before is not state:
+        if reconnected and before is not None and before is not state:
             self.report_power(state, "libvirt: changed while libvirt was unreachable")
 
     def _refresh_later(self) -> None:
