@@ -163,22 +163,36 @@ def goals(samples: dict[str, Samples], scale: list[ScaleResult]) -> list[Goal]:
         _goal("RSS after load <= 1.2x idle", [m(US, "rss_after_mib"), rss_idle],
               lambda a, b: a <= 1.2 * b, lambda a, b: f"{num(b)} -> {num(a)} MiB = {a / b:.2f}x"),
     ]
-    thousand = [s for s in scale if s.nodes >= 1000]
-    if thousand:
-        for s in thousand:
-            rss = s.rss_after_mib
-            small = rss is not None and rss * 1.048576 < 200
-            # n/a, not yes, when part of it could not be measured (no ipmitool)
-            met = False if not small or s.all_answer is False else s.all_answer
-            result.append(Goal(
-                f"1,000 nodes in one process ({s.layout}): all answer, RSS < 200 MB", met,
-                f"IPMI {s.ipmi_answered}/{s.nodes}, Redfish {s.redfish_answered}/{s.nodes}, "
-                f"sample: {s.sample_text}, RSS {num(rss)} MiB"
-                + (f" ({s.problem})" if s.problem else "")))
-    else:
-        result.append(Goal("1,000 nodes in one process: all answer, RSS < 200 MB", None,
-                           "not measured"))
+    result += _scale_goal(scale, 1000, 200, None)
+    result += _scale_goal(scale, 10000, 500, 10.0)
     return result
+
+
+def _scale_goal(scale: list[ScaleResult], nodes: int, rss_mb: float,
+                ready_s: float | None) -> list[Goal]:
+    """The target of `nodes` in one process: all answer, RSS under `rss_mb` MB, ready within
+    `ready_s`, and (if swept) the sweep without errors; n/a where part was not measured."""
+    what = (f"{nodes:,} nodes in one process: all answer, RSS < {rss_mb:g} MB"
+            + (f", ready < {ready_s:g} s" if ready_s else "") + ", sweep without errors")
+    runs = [s for s in scale if s.nodes == nodes]
+    if not runs:
+        return [Goal(what, None, "not measured")]
+    goals = []
+    for s in runs:
+        rss = s.rss_after_mib
+        small = rss is not None and rss * 1.048576 < rss_mb
+        quick = ready_s is None or (s.ready_s is not None and s.ready_s < ready_s)
+        clean = s.sweep_s is None or (s.sweep_redfish_errors == 0
+                                      and s.sweep_ipmi_errors in (0, None)
+                                      and s.sweep_nodes == s.nodes)
+        met = False if not (small and quick and clean) or s.all_answer is False \
+            else s.all_answer
+        goals.append(Goal(
+            what.replace(" in one process", f" in one process ({s.layout})"), met,
+            f"ready {num(s.ready_s)} s, IPMI {s.ipmi_answered}/{s.nodes}, Redfish "
+            f"{s.redfish_answered}/{s.nodes}, sample: {s.sample_text}, RSS {num(rss)} MiB, "
+            f"sweep: {_sweep_text(s)}" + (f" ({s.problem})" if s.problem else "")))
+    return goals
 
 
 def goals_table(items: list[Goal], out: Callable[[str], None]) -> None:
