@@ -165,7 +165,8 @@ def _authenticate() -> auth.Principal | None:
     credentials = request.authorization
     if credentials is not None and credentials.type == "basic":
         return auth.from_basic(node.users, credentials.username or "",
-                               credentials.password or "", node.lockout)
+                               credentials.password or "", node.lockout,
+                               request.remote_addr or "")
     return None
 
 

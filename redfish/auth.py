@@ -148,20 +148,23 @@ def usable(user: User | None) -> bool:
 
 
 def login(users: UserStore, name: str, password: str,
-          lockout: AccountLockout | None = None) -> User | None:
-    """The account `name`/`password` opens, if it may log in and is not locked out.
+          lockout: AccountLockout | None = None, source: str = "") -> User | None:
+    """The account `name`/`password` opens, if it may log in and `source` (the client's
+    address) is not locked out of it.
 
-    With `lockout`, failures of an existing account are counted and a locked account is
-    refused whatever the password (so guessing gets nowhere).
+    With `lockout` (the node's, shared with IPMI), failures are counted per source: a source
+    locked out of an account is refused whatever the password (so guessing gets nowhere),
+    while the account stays usable from elsewhere.
     """
-    if lockout is not None and lockout.is_locked(name):
+    if lockout is not None and lockout.is_locked(name, source):
         return None
     user = users.authenticate(name, password)
     if lockout is not None:
         if user is not None:
-            lockout.succeeded(name)
-        elif users.by_name(name) is not None and lockout.failed(name):
-            log.warning("account %r locked after %d failed logins", name, lockout.threshold)
+            lockout.succeeded(name, source)
+        elif lockout.failed(name, source, known=users.by_name(name) is not None):
+            log.warning("%s locked out of account %r after %d failed logins", source or "?",
+                        name, lockout.threshold)
     return user if usable(user) else None
 
 
@@ -178,8 +181,8 @@ def from_token(users: UserStore, sessions: SessionStore, token: str) -> Principa
 
 
 def from_basic(users: UserStore, name: str, password: str,
-               lockout: AccountLockout | None = None) -> Principal | None:
-    user = login(users, name, password, lockout)
+               lockout: AccountLockout | None = None, source: str = "") -> Principal | None:
+    user = login(users, name, password, lockout, source)
     return Principal(user, None) if user else None
 
 

@@ -151,7 +151,8 @@ class ConsoleWebSocketServer:
         if request.path.partition("?")[0].rstrip("/") != PATH:
             return connection.respond(HTTPStatus.NOT_FOUND, "Not found: the console is at "
                                       f"{PATH}\n")
-        user = _basic_user(node, request.headers.get("Authorization", ""))
+        source = str(connection.remote_address[0]) if connection.remote_address else ""
+        user = _basic_user(node, request.headers.get("Authorization", ""), source)
         if user is None:
             user, token = _token_user(node, request)
             if token is not None:
@@ -222,7 +223,7 @@ async def _send(connection: ServerConnection, queue: asyncio.Queue[bytes | None]
         pass
 
 
-def _basic_user(node: Node, header: str) -> Any:
+def _basic_user(node: Node, header: str, source: str = "") -> Any:
     """The user an `Authorization: Basic` header logs in, or None."""
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "basic":
@@ -232,7 +233,7 @@ def _basic_user(node: Node, header: str) -> Any:
             ":")
     except (binascii.Error, UnicodeDecodeError):
         return None
-    return auth.login(node.users, name, password, node.lockout) if sep else None
+    return auth.login(node.users, name, password, node.lockout, source) if sep else None
 
 
 def _token_user(node: Node, request: Request) -> tuple[Any, str | None]:

@@ -74,7 +74,8 @@ def create_session() -> Response:
             raise error(400, "PropertyValueTypeError", shown, name, related=f"#/{name}")
         credentials.append(value)
     node = context.node()
-    user = login(node.users, *credentials, lockout=node.lockout)
+    user = login(node.users, *credentials, lockout=node.lockout,
+                 source=request.remote_addr or "")
     if user is None:
         log.info("%s: Redfish login refused for %r", node.name, credentials[0])
         raise unauthorized()

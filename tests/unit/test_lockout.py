@@ -88,3 +88,27 @@ def test_lan_parameter_26_reports_the_lockout() -> None:
     code, data = console.call(0x0C, 0x02, bytes((1, 26, 0, 0)))  # Get LAN Config, param 26
     assert code == 0
     assert data[1:] == struct.pack("<BBHH", 0, 5, 6, 6)  # threshold 5, 60 s, 60 s
+
+
+def _redfish(node, source: str):  # type: ignore[no-untyped-def]
+    from redfish import NODE_ENVIRON_KEY
+    from redfish.app import create_app
+
+    client = create_app().test_client()
+    client.environ_base[NODE_ENVIRON_KEY] = node
+    client.environ_base["REMOTE_ADDR"] = source
+    return client
+
+
+def test_redfish_wrong_passwords_lock_out_their_source_only() -> None:
+    endpoint, _ = make()
+    node = endpoint.node
+    attacker, owner = _redfish(node, "10.0.0.66"), _redfish(node, "10.0.0.1")
+    system = "/redfish/v1/Systems"
+    for _ in range(5):
+        assert attacker.get(system, auth=("admin", "wrong")).status_code == 401
+    assert attacker.get(system, auth=("admin", "password")).status_code == 401  # locked out
+    assert owner.get(system, auth=("admin", "password")).status_code == 200
+    # the same lockout holds for IPMI from that source, not from the owner's
+    assert _login(endpoint, "10.0.0.66") == 0x0D
+    assert isinstance(_login(endpoint, "10.0.0.1", console_id=3), Console)
