@@ -75,5 +75,5 @@ export BMC_CONFORMANCE_BIN="$PWD/$conformance/bin"
 if [ $# -gt 0 ]; then
     "$python" -m pytest -q "$@"
 else
-    "$python" -m pytest -q tests
+    "$python" -m pytest -q --durations=15 tests
 fi
