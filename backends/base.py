@@ -81,6 +81,8 @@ class Capabilities:
     virtual_media: bool = True
     #: the backend reports every power change itself (`report_power`): the node never polls
     power_events: bool = False
+    #: `file:///path` images (on the emulator's host) are accepted too
+    local_media: bool = False
     #: media slots the server has (Redfish VirtualMedia ids)
     media_slots: tuple[str, ...] = field(default=("Cd", "USBStick"))
 

@@ -236,7 +236,7 @@ class DockerBackend(Backend):
         power = ALL_POWER_OPS if self.nmi_signal else ALL_POWER_OPS - {PowerOp.NMI}
         self.capabilities = Capabilities(power=frozenset(power), serial_console=serial_console,
                                          graphical_console=self._graphical is not None,
-                                         power_events=True)
+                                         power_events=True, local_media=True)
         self._lock = threading.RLock()
         self._client: Any = None
         self._events: docker_events.EventStream | None = None

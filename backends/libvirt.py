@@ -133,7 +133,8 @@ class LibvirtBackend(Backend):
             boot_devices=facts.boot_devices,
             boot_modes=frozenset(modes or {BootMode.LEGACY}),
             serial_console=facts.serial_console, graphical_console=facts.vnc,
-            virtual_media=True, power_events=self._conn.events_ok, media_slots=("Cd",))
+            virtual_media=True, power_events=self._conn.events_ok, media_slots=("Cd",),
+            local_media=True)
 
     @property  # type: ignore[override]
     def poll_interval(self) -> float | None:

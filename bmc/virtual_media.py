@@ -32,8 +32,15 @@ class ImageUrlError(ValueError):
     """The image URL is not one a BMC could fetch (scheme, host or form)."""
 
 
-def check_image_url(url: str) -> str:
-    """The TransferProtocolType of a fetchable image URL, or ImageUrlError saying why not."""
+def check_image_url(url: str, *, local: bool = False) -> str:
+    """The TransferProtocolType of a fetchable image URL, or ImageUrlError saying why not.
+
+    With `local` (the node's backend reads files on its own host: `Capabilities.local_media`),
+    a `file:///path` URL is accepted too, as an OEM transfer."""
+    if local and url.lower().startswith("file:///") and len(url) <= MAX_URL_LENGTH \
+            and not any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url) \
+            and len(url) > len("file:///"):
+        return "OEM"
     if not url or len(url) > MAX_URL_LENGTH:
         raise ImageUrlError(f"the URL must have 1 to {MAX_URL_LENGTH} characters")
     if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
@@ -145,7 +152,8 @@ class VirtualMedia:
                transfer_protocol: str | None = None, user_name: str | None = None,
                password: str | None = None) -> MediaSlot:
         """Record `image` in the slot (KeyError: no such slot; ImageUrlError: bad URL)."""
-        protocol = check_image_url(image)
+        protocol = check_image_url(image,
+                                   local=self._node.backend.capabilities.local_media)
         if transfer_protocol is not None and transfer_protocol != protocol:
             raise ImageUrlError(f"TransferProtocolType {transfer_protocol} does not match the "
                                 f"URL's scheme ({protocol})")

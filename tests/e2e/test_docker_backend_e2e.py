@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pexpect
@@ -214,3 +216,17 @@ def test_redfish_shows_the_graphical_console_and_media_reach_the_container(
     wait_until(lambda: docker_state(client, container).get("Running"), "the container to run")
     boot = in_container(client, container, "cat", "/run/bmc/boot")
     assert "BMC_MEDIA_CD_URL=http://images.invalid/installer.iso" in boot
+
+    # a local image, through Redfish as a file:// URL: bind-mounted read-only at the next start
+    image = Path(tempfile.mkdtemp(prefix="bmc-media-")) / "installer.iso"
+    image.write_text("an installer\n")
+    response = requests.post(f"{media}/Actions/VirtualMedia.InsertMedia",
+                             json={"Image": f"file://{image}"}, auth=auth, timeout=TIMEOUT)
+    assert response.status_code == 204, response.text
+    started = docker_state(client, container)["StartedAt"]
+    requests.post(f"{system_url(node)}/Actions/ComputerSystem.Reset",
+                  json={"ResetType": "ForceRestart"}, auth=auth, timeout=TIMEOUT)
+    wait_until(lambda: docker_state(client, container).get("StartedAt") not in (None, started),
+               "the container to start again")
+    wait_until(lambda: docker_state(client, container).get("Running"), "the container to run")
+    assert in_container(client, container, "cat", "/run/bmc/media/cd") == "an installer\n"
