@@ -59,6 +59,7 @@ from backends.base import (
     PowerState,
 )
 from backends.docker_console import ContainerConsole
+from backends.settings import seconds as _seconds
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +130,6 @@ def _str_list(value: Any, setting: str) -> list[str]:
     return list(value)
 
 
-def _seconds(value: Any, setting: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise ValueError(f"{setting}: must be {low:g}..{high:g} seconds, got {value!r}")
-    return float(value)
 
 
 def _host_url(socket: str | None) -> str | None:

@@ -32,6 +32,7 @@ from backends.base import (
 )
 from backends.credentials import PasswordSource
 from backends.ipmitool import Ipmitool, SolLink, Target
+from backends.settings import seconds as _seconds
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,3 @@ def _check_address(address: object) -> None:
                              ) from None
 
 
-def _seconds(value: object, name: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise ValueError(f"{name}: must be {low:g}..{high:g} seconds, got {value!r}")
-    return float(value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from backends.base import Backend, BootDevice, Capabilities, PowerState
+from backends.settings import seconds
 
 
 class MemoryBackend(Backend):
@@ -17,11 +18,8 @@ class MemoryBackend(Backend):
 
     def __init__(self, *, power_on: bool = False, action_delay: float = 0.0,
                  node_name: str = "") -> None:
-        if isinstance(action_delay, bool) or not isinstance(action_delay, int | float) \
-                or not 0 <= action_delay <= 600:
-            raise ValueError("action_delay: must be 0..600 seconds")
+        self.action_delay = seconds(action_delay, "action_delay", 0, 600)
         self._power = PowerState.ON if power_on else PowerState.OFF
-        self.action_delay = float(action_delay)
         #: the device the last boot used; lets tests and a console see what was booted
         self.last_boot_device: BootDevice | None = None
         self.nmi_count = 0

@@ -42,6 +42,7 @@ from backends.base import (
     PowerOp,
     PowerState,
 )
+from backends.settings import seconds as _seconds
 from backends.sshloop import SshTarget, check_target_settings, check_types, require
 
 if TYPE_CHECKING:
@@ -65,10 +66,6 @@ NOT_POWER_STATES = {
 }
 
 
-def _seconds(name: str, value: Any, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise ValueError(f"{name}: must be a number of seconds in {low:g}..{high:g}")
-    return float(value)
 
 
 class MetalBackend(Backend):
@@ -107,11 +104,11 @@ class MetalBackend(Backend):
             raise ValueError(f"ipxe_script_url: {ipxe_script_url!r} is not an http(s) URL")
         self.ipxe_script_url = ipxe_script_url
         self.pxe_clear_after = (None if pxe_clear_after is None
-                                else _seconds("pxe_clear_after", pxe_clear_after, 0, 86400))
-        self.api_timeout = _seconds("api_timeout", api_timeout, 0.1, 300)
-        self.idle_poll = _seconds("poll_interval", poll_interval, 0.1, 86400)
-        self.transition_poll = _seconds("transition_poll", transition_poll, 0.1, 3600)
-        self.state_cache = _seconds("state_cache", state_cache, 0, 3600)
+                                else _seconds(pxe_clear_after, "pxe_clear_after", 0, 86400))
+        self.api_timeout = _seconds(api_timeout, "api_timeout", 0.1, 300)
+        self.idle_poll = _seconds(poll_interval, "poll_interval", 0.1, 86400)
+        self.transition_poll = _seconds(transition_poll, "transition_poll", 0.1, 3600)
+        self.state_cache = _seconds(state_cache, "state_cache", 0, 3600)
         self.node_name = node_name or "metal"
         # the SOS console
         if isinstance(sos_port, bool) or not isinstance(sos_port, int) or not 0 < sos_port < 65536:

@@ -38,6 +38,7 @@ from backends.base import (
     PowerState,
 )
 from backends.credentials import PasswordSource
+from backends.settings import seconds as _seconds
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +315,3 @@ def _root_cause(exc: BaseException) -> str:
     return text[:200]
 
 
-def _seconds(value: object, name: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise ValueError(f"{name}: must be {low:g}..{high:g} seconds, got {value!r}")
-    return float(value)
