@@ -348,14 +348,19 @@ class Node:
         if fault is not None:
             raise BackendUnavailable(fault)
         self.build_features()  # before the change, so the sensors and the SEL see it happen
-        future = self.worker.submit(lambda: self._carry_out(action, cause))
-        with self._lock:
+        with self._lock:  # shown (PoweringOn/Off) from now until the queue has run dry
             target = ACTION_TARGETS.get(action, "toggle")
             if target == "toggle":  # the power button: on when off, off when on
                 target = PowerState.OFF if self._power is PowerState.ON else PowerState.ON
-            if target is not None and self.worker.busy:
+            previous = self._transition
+            if isinstance(target, PowerState):
                 self._transition = target
-        return future
+        try:
+            return self.worker.submit(lambda: self._carry_out(action, cause))
+        except NodeBusy:
+            with self._lock:
+                self._transition = previous
+            raise
 
     def power(self, action: PowerAction, *, cause: RestartCause | None = None,
               timeout: float | None = None) -> None:
