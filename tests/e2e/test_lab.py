@@ -38,6 +38,9 @@ USER, PASSWORD = "ipmiusr", "test"
 TAG = "e2e-test"  # not `latest`: a developer's own lab images stay as they are
 BUILD_TIMEOUT = 900  # a cold build (apt + pip); warm: seconds
 UP_TIMEOUT = 180
+# the module's stack is built and started in the first test's setup: a cold build on a fresh
+# CI machine takes minutes, past the suite's default per-test timeout
+pytestmark = pytest.mark.timeout(BUILD_TIMEOUT + UP_TIMEOUT + 120)
 
 
 @dataclass

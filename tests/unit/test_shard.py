@@ -151,7 +151,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """Stand-in for bmc.serve.run: records the node names it was given."""
     calls: list[list[str]] = []
 
-    def run(config: object) -> int:
+    def run(config: object, **options: object) -> int:
         calls.append(names(config.nodes))  # type: ignore[attr-defined]
         return 0
 
