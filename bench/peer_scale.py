@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -348,10 +349,21 @@ def measure_sushy(nodes: int, workdir: Path, budget: float = READY_BUDGET) -> Pe
 
 
 def _get_system(port: int, system_id: str) -> str | None:
-    body = http_json(HOST, port, f"/redfish/v1/Systems/{system_id}", timeout=60)
-    if body is None or body.get("Id") != system_id:
-        return f"{system_id}: no System answered"
-    return None
+    """One GET System on a new connection; None if it is that System, else what went wrong."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=60)
+    try:
+        conn.request("GET", f"/redfish/v1/Systems/{system_id}")
+        response = conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            return f"{system_id}: HTTP {response.status} {body[:120]!r}"
+        if json.loads(body).get("Id") != system_id:
+            return f"{system_id}: another resource answered"
+        return None
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        return f"{system_id}: {type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
 
 
 # -- running and reporting ----------------------------------------------------------------------
@@ -414,6 +426,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--memory-limit", type=float, default=MEMORY_LIMIT_MIB, metavar="MIB",
                         help="stop before a count whose summed RSS, projected from the last "
                         f"count, passes this (default {MEMORY_LIMIT_MIB})")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="work in DIR and keep it (every peer's log and config)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results here")
     return parser.parse_args(argv)
 
@@ -426,8 +440,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     results: list[PeerResult] = []
     skipped: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="bmc-peer-scale-") as tmp:
-        workdir = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            workdir = args.keep
+            workdir.mkdir(parents=True, exist_ok=True)
+        else:
+            workdir = Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="bmc-peer-scale-")))
         for name, counts, unavailable, measure in (
                 ("vbmc", args.vbmc, vbmc_unavailable, measure_vbmc),
                 ("sushy", args.sushy, sushy_unavailable, measure_sushy)):
