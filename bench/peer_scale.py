@@ -58,6 +58,7 @@ class PeerResult:
     answered: int = 0  # BMCs answering the probe / systems listed
     rss_mib: float | None = None  # summed over the processes (shared pages counted per process)
     pss_mib: float | None = None  # proportional set size summed: shared pages split
+    open_fds: int | None = None  # summed over the processes, after the sweep
     sweep_s: float | None = None
     sweep_ok: int = 0
     sweep_errors: int = 0
@@ -151,6 +152,14 @@ def _memory(pids: Sequence[int]) -> tuple[float | None, float | None]:
         None if any(v is None for v in pss) else sum(v for v in pss if v is not None))
 
 
+def open_fds(pids: Sequence[int]) -> int | None:
+    """File descriptors the processes hold now (a leak shows up here before EMFILE does)."""
+    try:
+        return sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in pids)
+    except OSError:
+        return None
+
+
 def load_avg() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
@@ -231,6 +240,7 @@ def measure_vbmc(nodes: int, workdir: Path, budget: float = READY_BUDGET) -> Pee
             done = sweep(endpoints, _power_status)
             result.sweep_s, result.sweep_ok = done.seconds, done.ok
             result.sweep_errors, result.first_error = done.errors, done.first_error
+            result.open_fds = open_fds([p.pid for p in procs])
     finally:
         _stop_all(procs)
     return result
@@ -343,6 +353,7 @@ def measure_sushy(nodes: int, workdir: Path, budget: float = READY_BUDGET) -> Pe
         result.sweep_s, result.sweep_ok = done.seconds, done.ok
         result.sweep_errors, result.first_error = done.errors, done.first_error
         result.rss_mib, result.pss_mib = _memory([proc.pid])  # after the sweep: the peak so far
+        result.open_fds = open_fds([proc.pid])
     finally:
         proc.stop(timeout=10)
     return result
@@ -390,18 +401,19 @@ def row(r: PeerResult) -> str:
     return (f"first {_fmt(r.first_answer_s)} s, ready {_fmt(r.ready_s)} s, "
             f"answered {r.answered}/{r.nodes}, RSS {_fmt(r.rss_mib, '.0f')} MiB "
             f"(PSS {_fmt(r.pss_mib, '.0f')}), sweep {_fmt(r.sweep_s)} s "
-            f"{r.sweep_ok} ok {r.sweep_errors} errors"
+            f"{r.sweep_ok} ok {r.sweep_errors} errors, {r.open_fds} fds open after it"
             + (f" ({r.first_error})" if r.first_error else "")
             + (f"; {r.problem}" if r.problem else ""))
 
 
 def table(results: Sequence[PeerResult]) -> str:
     head = ("peer", "protocol", "nodes", "procs", "first s", "ready s", "answered",
-            "RSS MiB", "PSS MiB", "sweep s", "sweep errors", "load avg")
+            "RSS MiB", "PSS MiB", "sweep s", "sweep errors", "fds after", "load avg")
     rows = [head] + [(r.peer, r.protocol, str(r.nodes), str(r.processes),
                       _fmt(r.first_answer_s), _fmt(r.ready_s), f"{r.answered}/{r.nodes}",
                       _fmt(r.rss_mib, ".0f"), _fmt(r.pss_mib, ".0f"), _fmt(r.sweep_s),
-                      "-" if r.sweep_s is None else str(r.sweep_errors), r.load_avg)
+                      "-" if r.sweep_s is None else str(r.sweep_errors),
+                      "-" if r.open_fds is None else str(r.open_fds), r.load_avg)
                      for r in results]
     widths = [max(len(cells[i]) for cells in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
