@@ -118,7 +118,7 @@ def lab() -> Iterator[Lab]:
         "E2E_NOVNC_PORTS": f"{novnc}-{novnc + 2}",
     })
     lab = Lab(env, ipmi, redfish, novnc, {})
-    lab.compose("down", "-v", "--remove-orphans", check=False)  # a run killed half-way
+    _clear_leftovers(lab)  # of a run killed half-way
     started = time.monotonic()
     lab.compose("build", timeout=BUILD_TIMEOUT)
     lab.timings["build"] = time.monotonic() - started
@@ -135,6 +135,19 @@ def lab() -> Iterator[Lab]:
     finally:
         lab.compose("down", "-v", "--remove-orphans", check=False, timeout=120)
         print(f"\nlab timings: {', '.join(f'{k} {v:.1f}s' for k, v in lab.timings.items())}")
+
+
+def _clear_leftovers(lab: Lab) -> None:
+    """What a run killed half-way left: the project's containers, and its network (Compose v1
+    can leave two of one name, which `down` then cannot remove: "ambiguous")."""
+    lab.compose("down", "-v", "--remove-orphans", check=False)
+    label = f"label=com.docker.compose.project={PROJECT}"
+    containers = lab.docker("ps", "-aq", "--filter", label).split()
+    if containers:
+        lab.docker("rm", "-f", *containers)
+    networks = lab.docker("network", "ls", "-q", "--filter", f"name=^{PROJECT}$").split()
+    if networks:
+        lab.docker("network", "rm", *networks)
 
 
 def _wait_healthy(lab: Lab, containers: list[str], timeout: float = 90) -> None:
