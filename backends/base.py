@@ -23,6 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Literal
 
 
 class PowerState(StrEnum):
@@ -85,6 +86,55 @@ class Capabilities:
     local_media: bool = False
     #: media slots the server has (Redfish VirtualMedia ids)
     media_slots: tuple[str, ...] = field(default=("Cd", "USBStick"))
+    #: `read_sensors` reads the server's own sensors (the node shows them instead of its model)
+    sensors: bool = False
+    #: `read_log` reads the server's own event log (appended to the node's SEL)
+    event_log: bool = False
+    #: `read_inventory` reads the server's own identity (manufacturer, model, serial)
+    inventory: bool = False
+
+
+SensorKindName = Literal["temperature", "fan", "voltage", "power", "psu", "other"]
+
+
+@dataclass(frozen=True)
+class SensorReading:
+    """One sensor of the server as its own management controller reads it.
+
+    `thresholds` by name: lower_non_critical, lower_critical, lower_non_recoverable,
+    upper_non_critical, upper_critical, upper_non_recoverable (those that are set).
+    `value` None: no reading now (not scanned, unavailable).
+    """
+
+    name: str
+    kind: SensorKindName
+    value: float | None
+    unit: str | None = None
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One entry of the server's own event log; `id` is the log's own (read_log's `since`)."""
+
+    id: str
+    created: float  # seconds since 1970
+    severity: Literal["OK", "Warning", "Critical"]
+    message: str
+    sensor: str | None = None
+    #: the event's own words, e.g. "Upper Critical going high" (a model may recognise it)
+    event: str = ""
+    asserted: bool = True
+
+
+@dataclass(frozen=True)
+class InventoryInfo:
+    """What the server says it is (None: it does not say)."""
+
+    manufacturer: str | None = None
+    product: str | None = None
+    serial: str | None = None
+    part_number: str | None = None
 
 
 class BackendError(Exception):
@@ -184,3 +234,17 @@ class Backend(ABC):
         server does so now or at the next boot; BackendRefused if it cannot use this image,
         BackendError if it failed.
         """
+
+    # -- the server's own sensors, event log and identity (optional: capabilities) ----------
+    def read_sensors(self) -> list[SensorReading] | None:
+        """Every sensor now (capabilities.sensors; on the node's worker, may block)."""
+        return None
+
+    def read_log(self, since: str | None) -> list[LogRecord] | None:
+        """Event log entries after the one with id `since` (None: all), oldest first
+        (capabilities.event_log; on the node's worker, may block)."""
+        return None
+
+    def read_inventory(self) -> InventoryInfo | None:
+        """The server's identity (capabilities.inventory; on the node's worker)."""
+        return None

@@ -28,10 +28,14 @@ from backends.base import (
     BackendError,
     BootDevice,
     Capabilities,
+    InventoryInfo,
+    LogRecord,
     PowerState,
+    SensorReading,
 )
 from backends.credentials import PasswordSource
 from backends.ipmitool import Ipmitool, SolLink, Target
+from backends.ipmitool_text import parse_fru, parse_sel, parse_sensors
 from backends.settings import seconds as _seconds
 
 log = logging.getLogger(__name__)
@@ -79,7 +83,9 @@ class IpmiProxyBackend(Backend):
                              interface, cipher_suite, ipmitool)
         self.ipmitool = Ipmitool(self.target)
         self.poll_interval = poll_interval
-        self.capabilities = Capabilities(serial_console=console, virtual_media=False)
+        self.capabilities = Capabilities(serial_console=console, virtual_media=False,
+                                         sensors=True, event_log=True, inventory=True)
+        self._sensor_names: tuple[str, ...] = ()  # recognised in the SEL's sensor column
         self._sol: SolLink | None = None
         #: the device the last boot asked the BMC for (tests and logs)
         self.last_boot_device: BootDevice | None = None
@@ -131,6 +137,27 @@ class IpmiProxyBackend(Backend):
 
     def _deadline(self) -> float:
         return time.monotonic() + self.timeout
+
+    # -- the BMC's sensors, SEL and FRU ------------------------------------------------------
+    def read_sensors(self) -> list[SensorReading]:
+        out = self.ipmitool.run(["sensor"], self._deadline(), "sensor")
+        readings = parse_sensors(out)
+        self._sensor_names = tuple(r.name for r in readings)
+        return readings
+
+    def read_log(self, since: str | None) -> list[LogRecord]:
+        # ipmitool cannot list "entries after N": read all, keep those after `since` (all
+        # of them if it is gone: the log was cleared behind our back)
+        out = self.ipmitool.run(["sel", "elist"], self._deadline(), "sel elist")
+        records = parse_sel(out, self._sensor_names)
+        ids = [r.id for r in records]
+        if since is not None and since in ids:
+            return records[ids.index(since) + 1:]
+        return records
+
+    def read_inventory(self) -> InventoryInfo | None:
+        out = self.ipmitool.run(["fru", "print", "0"], self._deadline(), "fru print 0")
+        return parse_fru(out)
 
     # -- the serial console (SOL of the BMC behind) -------------------------------------------
     def attach_console(self, output: Callable[[bytes], None]) -> bool:

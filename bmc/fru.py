@@ -106,7 +106,7 @@ def node_fru(node: Node) -> FruInventory:
         board_part_number=f"MB-{part}",
         product_manufacturer=ident.manufacturer,
         product_name=ident.product,
-        product_part_number=part,
+        product_part_number=ident.part_number or part,
         product_version="A01",
         product_serial=serial,
         asset_tag=node.name,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING, Any
 
-from backends.base import Backend, BackendError, BootDevice, PowerOp, PowerState
+from backends.base import Backend, BackendError, BootDevice, PowerOp, PowerState, SensorReading
 from bmc.console import ConsoleHub
 from bmc.power import BackendUnavailable, NodeBusy, NodeWorker, Unsupported, poller
 from bmc.users import UserStore
@@ -96,6 +96,9 @@ ACTION_TARGETS: dict[PowerAction, PowerState | str | None] = {
 FAULT_POLL_SECONDS = 2.0
 #: how long start-up waits for a polled backend's first power state
 INITIAL_READ_SECONDS = 0.5
+#: ... and for the first sensors and identity of a backend that reads them from the server
+#: (the node's sensor profile is built from them)
+INITIAL_DATA_SECONDS = 3.0
 
 
 class RestartCause(IntEnum):
@@ -168,6 +171,8 @@ class Identity:
     manufacturer_id: int = 32473
     product_id: int = 0x0001
     firmware_version: str = "1.0"
+    #: the product part number (FRU); "" = derived from the IDs
+    part_number: str = ""
 
 
 def node_uuid(name: str) -> str:
@@ -223,6 +228,9 @@ class Node:
         self._power = PowerState.OFF
         self._transition: PowerState | None = None
         self._fault: str | None = None
+        # the server's own sensors and event log, for a backend that reads them (capabilities)
+        self._backend_readings: list[SensorReading] | None = None
+        self._log_cursor: str | None = None
         self._read_initial_power()
         if self._power is not PowerState.OFF or self._fault is not None:
             # a running server can stop by itself: the SEL must have seen it running
@@ -233,6 +241,14 @@ class Node:
         (memory, process, and those that report every change), through the worker with a
         short wait for one that must be polled (a remote API: it may be slow or down)."""
         backend = self.backend
+        caps = backend.capabilities
+        if caps.sensors or caps.inventory or caps.event_log:
+            future = self.worker.submit(self._initial_reads, force=True)
+            with contextlib.suppress(TimeoutError):  # they land later (or never: logged)
+                future.result(INITIAL_DATA_SECONDS)
+            if backend.poll_interval is not None:
+                poller.add(id(self), self._poll, backend.poll_interval)
+            return
         if backend.poll_interval is None:
             try:
                 self._power = backend.power_state()
@@ -271,8 +287,20 @@ class Node:
 
             # sensors (default profile unless `sensors`) and the SEL, which logs power actions
             # and threshold crossings; FRU data comes from bmc.fru.node_fru(node)
-            self.sensors = SensorModel(self._sensor_specs, seed=self.name,
-                                       powered=lambda: self.power_state is PowerState.ON)
+            if self.backend.capabilities.sensors:  # the server's own sensors, as first read
+                from bmc.sensors import profile_from_readings
+
+                readings = self._backend_readings or []
+                if self._backend_readings is None:
+                    log.warning("%s: the server's sensors were not read yet: none shown",
+                                self.name)
+                self.sensors = SensorModel(profile_from_readings(readings), seed=self.name,
+                                           powered=lambda: self.power_state is PowerState.ON,
+                                           external=True)
+                self.sensors.feed(_sensor_values(readings))
+            else:
+                self.sensors = SensorModel(self._sensor_specs, seed=self.name,
+                                           powered=lambda: self.power_state is PowerState.ON)
             self.sel = SystemEventLog(refresh=self.sensors.poll)
             record_node_events(self)
             # the features behind Redfish; most follow the node's events (Redfish's event
@@ -446,7 +474,7 @@ class Node:
         """Poller thread: queue a state refresh; the seconds until the next (None: stop)."""
         if not self.worker.busy:
             try:
-                self.worker.submit(self._refresh, force=True)
+                self.worker.submit(self._refresh_all, force=True)
             except NodeBusy:  # closing
                 return None
         if self._fault is not None:
@@ -466,6 +494,77 @@ class Node:
             log.info("%s: backend answers again", self.name)
             self._emit("backend-recovered")
         self._power_changed(state, "seen by the BMC")
+
+    # -- the server's own sensors, event log and identity (backend capabilities) -----------
+    def _initial_reads(self) -> None:
+        """Worker, at start: sensors and identity first (the features are built from them,
+        possibly by the power state's news), then the power state, then the event log."""
+        self._read_sensors()
+        self._read_inventory()
+        if self.backend.poll_interval is None:
+            try:
+                self._power = self.backend.power_state()
+            except BackendError as exc:
+                self._failed("power state", exc)
+        else:
+            self._refresh()
+        self._read_log()
+
+    def _refresh_all(self) -> None:
+        """Worker, each poll: the power state, then (if it answers) sensors and event log."""
+        self._refresh()
+        if self._fault is None:
+            self._read_sensors()
+            self._read_log()
+
+    def _read_sensors(self) -> None:
+        if not self.backend.capabilities.sensors:
+            return
+        try:
+            readings = self.backend.read_sensors()
+        except BackendError as exc:
+            log.warning("%s: reading the server's sensors failed: %s", self.name, exc)
+            readings = None
+        if self._backend_readings is None:
+            self._backend_readings = readings
+        if self._features_state == "built" and self.sensors.external:
+            # a failed read leaves no reading rather than a stale one
+            values = (_sensor_values(readings) if readings is not None
+                      else dict.fromkeys((s.name for s in self.sensors.specs), None))
+            self.sensors.feed(values)
+
+    def _read_inventory(self) -> None:
+        if not self.backend.capabilities.inventory:
+            return
+        try:
+            info = self.backend.read_inventory()
+        except BackendError as exc:
+            log.warning("%s: reading the server's identity failed: %s", self.name, exc)
+            return
+        if info is None:
+            return
+        known = {key: value for key, value in (
+            ("manufacturer", info.manufacturer), ("product", info.product),
+            ("serial", info.serial), ("part_number", info.part_number)) if value}
+        with self._lock:
+            self.identity = replace(self.identity, **known)
+
+    def _read_log(self) -> None:
+        if not self.backend.capabilities.event_log:
+            return
+        try:
+            records = self.backend.read_log(self._log_cursor)
+        except BackendError as exc:
+            log.warning("%s: reading the server's event log failed: %s", self.name, exc)
+            return
+        if not records:
+            return
+        from bmc.sel import forward_record
+
+        self.build_features()
+        for record in records:
+            forward_record(self.sel, record, self.sensors)
+        self._log_cursor = records[-1].id
 
     @property
     def restart_cause(self) -> RestartCause:
@@ -574,3 +673,8 @@ class Node:
             tasks.close()
         self.console.close()
         self.backend.close()
+
+
+def _sensor_values(readings: list[SensorReading]) -> dict[str, float | None]:
+    """Readings by the names the node's sensor profile gives them (16 characters at most)."""
+    return {reading.name[:16]: reading.value for reading in readings}

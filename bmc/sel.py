@@ -15,6 +15,7 @@ sensors' threshold crossings.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import threading
 import time
@@ -27,7 +28,9 @@ from typing import TYPE_CHECKING
 from bmc.sensors import SensorKind, ThresholdEvent
 
 if TYPE_CHECKING:
+    from backends.base import LogRecord
     from bmc.node import Node, NodeEvent
+    from bmc.sensors import SensorModel
 
 CAPACITY = 512
 RECORD_SIZE = 16
@@ -145,6 +148,9 @@ class SelEntry:
     raw: bytes
     sensor_name: str = ""
     detail: str = ""  # e.g. "reading 0 RPM, threshold 600 RPM"
+    #: an entry forwarded from the server's own BMC: its words and severity, as it said them
+    text: str = ""
+    forwarded_severity: str = ""
 
     @property
     def record_id(self) -> int:
@@ -230,6 +236,8 @@ class SelEntry:
     @property
     def severity(self) -> str:
         """Redfish `Severity`: OK, Warning or Critical."""
+        if self.forwarded_severity:
+            return self.forwarded_severity
         if not self.standard or not self.asserted:
             return "OK"
         if self.event_type == THRESHOLD:
@@ -243,6 +251,8 @@ class SelEntry:
     @property
     def message(self) -> str:
         """One readable line, e.g. "FAN1: Lower Critical - going low, asserted (...)"."""
+        if self.text:
+            return self.text
         sensor = self.sensor_name or f"{self.sensor_type_name} #{self.sensor_number:#04x}"
         text = f"{sensor}: {self.event_text}"
         if self.standard:
@@ -375,9 +385,12 @@ class SystemEventLog:
                         bytes((offset & 0x0F, 0xFF, 0xFF)), asserted=asserted,
                         sensor_name=sensor.name, detail=detail)
 
-    def add_record(self, record: bytes, *, sensor_name: str = "", detail: str = "") -> SelEntry:
+    def add_record(self, record: bytes, *, sensor_name: str = "", detail: str = "",
+                   text: str = "", severity: str = "",
+                   timestamp: float | None = None) -> SelEntry:
         """Log a 16-byte record as Add SEL Entry does: the log sets the record ID and, for
-        timestamped types (below E0h), the timestamp. ValueError for a malformed record."""
+        timestamped types (below E0h), the timestamp (`timestamp`, host clock seconds, for
+        an event that happened earlier). ValueError for a malformed record."""
         if len(record) != RECORD_SIZE:
             raise ValueError(f"a SEL record is {RECORD_SIZE} bytes")
         if record[2] != SYSTEM_EVENT and record[2] < 0xC0:
@@ -387,8 +400,9 @@ class SystemEventLog:
             raw = bytearray(record)
             raw[0:2] = record_id.to_bytes(2, "little")
             if raw[2] < 0xE0:
-                raw[3:7] = self._now().to_bytes(4, "little")
-            entry = SelEntry(bytes(raw), sensor_name, detail)
+                when = self._now() if timestamp is None else int(timestamp + self._offset)
+                raw[3:7] = (when & 0xFFFFFFFF).to_bytes(4, "little")
+            entry = SelEntry(bytes(raw), sensor_name, detail, text, severity)
             if len(self._entries) >= self.capacity:
                 self._entries.popleft()
                 self._overflow = True
@@ -454,6 +468,39 @@ class SystemEventLog:
     def _check(self, reservation: int | None) -> None:
         if reservation is not None and (reservation == 0 or reservation != self._reservation):
             raise ReservationCancelled(f"reservation {reservation:#06x} is not current")
+
+
+# -- entries of the server's own BMC (a backend's `read_log`) ------------------------------------
+#: ipmitool words a threshold event "Upper Critical going high"; ours have " - "
+_THRESHOLD_BY_WORDS = {text.replace(" - ", " ").lower(): offset
+                       for offset, text in enumerate(THRESHOLD_TEXT)}
+#: record type of forwarded entries the model cannot express as a standard record:
+#: timestamped OEM (C0h..DFh), so IPMI clients list it with its time
+OEM_TIMESTAMPED = 0xC0
+
+
+def forward_record(sel: SystemEventLog, record: LogRecord,
+                   sensors: SensorModel | None = None) -> SelEntry:
+    """Log an entry of the server's own event log with its time, words and severity.
+
+    A threshold event of one of the node's (forwarded) sensors becomes the standard record
+    of that sensor, so IPMI clients decode it as the BMC behind logged it; anything else an
+    OEM record whose text Redfish and our own messages show.
+    """
+    spec = None
+    if sensors is not None and record.sensor:
+        with contextlib.suppress(KeyError):
+            spec = sensors.spec(record.sensor)
+    offset = _THRESHOLD_BY_WORDS.get(" ".join(record.event.split()).lower())
+    if spec is not None and offset is not None and spec.kind in KIND_SENSOR_TYPES:
+        direction = THRESHOLD | (0 if record.asserted else 0x80)
+        raw = (b"\x00\x00" + bytes((SYSTEM_EVENT,)) + b"\x00" * 4
+               + struct.pack("<HBBBB", BMC_GENERATOR, EVM_REV, KIND_SENSOR_TYPES[spec.kind],
+                             spec.number, direction) + bytes((offset, 0xFF, 0xFF)))
+    else:
+        raw = bytes((0, 0, OEM_TIMESTAMPED)) + bytes(13)
+    return sel.add_record(raw, sensor_name=record.sensor or "", text=record.message,
+                          severity=record.severity, timestamp=record.created)
 
 
 # -- what the BMC logs by itself --------------------------------------------------------------

@@ -36,7 +36,10 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from backends.base import SensorReading
 
 log = logging.getLogger(__name__)
 
@@ -392,6 +395,31 @@ def numbered(specs: Iterable[SensorSpec]) -> tuple[SensorSpec, ...]:
     return tuple(out)
 
 
+#: sensors a profile may have (IPMI sensor numbers 1..0x7F)
+MAX_SENSORS = 0x7F
+
+
+def profile_from_readings(readings: Iterable[SensorReading]) -> list[SensorSpec]:
+    """A profile of the sensors a backend reads from the server itself (`read_sensors`), in
+    the order read (their numbers, so stable while the server keeps its sensors). Sensors of
+    kind "other" (discrete sensors the model has no kind for) and bad ones are left out."""
+    specs: list[SensorSpec] = []
+    for reading in readings:
+        if reading.kind not in {k.value for k in SensorKind} or len(specs) >= MAX_SENSORS:
+            continue
+        kind = SensorKind(reading.kind)
+        known = {k: v for k, v in reading.thresholds.items()
+                 if k in THRESHOLD_NAMES and math.isfinite(v)}
+        value = reading.value if reading.value is not None and math.isfinite(reading.value) \
+            else 0.0
+        try:
+            specs.append(SensorSpec(reading.name[:16], kind, value, value,
+                                    Thresholds(**known), scanning="always"))
+        except ValueError as exc:
+            log.warning("sensor %r left out: %s", reading.name, exc)
+    return specs
+
+
 @functools.cache
 def _default_specs() -> tuple[SensorSpec, ...]:
     # specs are immutable: nodes share one (building it costs ~1 ms, x 1,000 nodes)
@@ -410,8 +438,12 @@ class SensorModel:
 
     def __init__(self, specs: Iterable[SensorSpec] | None = None, *,
                  powered: Callable[[], bool], clock: Callable[[], float] = time.time,
-                 seed: str = "") -> None:
+                 seed: str = "", external: bool = False) -> None:
         self.specs = _default_specs() if specs is None else numbered(specs)
+        #: external: the values are the server's own (`feed`), not modelled; its BMC logs
+        #: its own threshold events, so the model logs none
+        self._external: dict[str, float | None] | None = (
+            {s.name: s.on for s in self.specs} if external else None)
         self._by_name = {s.name: s for s in self.specs}
         self._by_number = {s.number: s for s in self.specs}
         self._powered_fn = powered
@@ -477,6 +509,20 @@ class SensorModel:
     def last_power_change(self) -> float:
         with self._lock:
             return self._last_change
+
+    @property
+    def external(self) -> bool:
+        return self._external is not None
+
+    def feed(self, values: Mapping[str, float | None]) -> None:
+        """New readings of an external model's sensors, by name (None: no reading now);
+        sensors not named keep their last value."""
+        with self._lock:
+            if self._external is None:
+                raise ValueError("feed: the sensors are modelled, not external")
+            for name, value in values.items():
+                if name in self._by_name:
+                    self._external[name] = value
 
     def power_statistics(self) -> tuple[float, float, float, float, float]:
         """(now, minimum, maximum, average, seconds covered) of total power, for DCMI."""
@@ -588,13 +634,16 @@ class SensorModel:
                                        spec.thresholds, "ok", frozenset(), scanning,
                                        ("present",) if scanning else ()))
                 continue
-            if not scanning:
+            external = self._external.get(spec.name) if self._external is not None else 0.0
+            if not scanning or external is None:
                 # not scanned: no reading, no events; its thresholds re-arm when it resumes
                 self._asserted[spec.name] = frozenset()
                 readings.append(Sensor(spec.name, spec.number, spec.kind, spec.unit, None,
                                        spec.thresholds, "ok", frozenset(), False))
                 continue
-            value = self._value(spec, now)
+            assert spec.scale is not None
+            value = (self._value(spec, now) if self._external is None
+                     else spec.scale.quantise(external))
             before = self._asserted[spec.name]
             after = self._crossed(spec, value, before)
             self._asserted[spec.name] = after
@@ -605,7 +654,7 @@ class SensorModel:
             if spec.kind is SensorKind.POWER:
                 self._power_stats.add(now, value)
             for name in THRESHOLD_NAMES:  # IPMI order: deterministic event order
-                if (name in after) != (name in before):
+                if (name in after) != (name in before) and self._external is None:
                     events.append(ThresholdEvent(sensor, spec, name, name in after, value,
                                                  getattr(spec.thresholds, name), now))
         return readings, events

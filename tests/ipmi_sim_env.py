@@ -67,8 +67,10 @@ class IpmiSim:
     """One ipmi_sim process on 127.0.0.1 and a free UDP port, stopped by `stop()`/`with`."""
 
     def __init__(self, workdir: Path, *, username: str = USERNAME, password: str = PASSWORD,
-                 power_on: bool = False) -> None:
+                 power_on: bool = False, emu: str = "") -> None:
         self.workdir = workdir
+        #: more .emu commands after the BMC is added (sensors, SEL, FRU data)
+        self.emu = emu
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.username = username
         self.password = password
@@ -111,7 +113,8 @@ class IpmiSim:
             emu.write_text("mc_setbmc 0x20\n"
                            "mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 "
                            "persist_sdr\n"
-                           "mc_enable 0x20\n")
+                           + self.emu
+                           + "mc_enable 0x20\n")
             persist = self.workdir / "persist"
             persist.mkdir(exist_ok=True)
             log = open(self.workdir / "ipmi_sim.log", "ab")  # noqa: SIM115 - child's output
@@ -183,3 +186,79 @@ class IpmiSim:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# -- a BMC with data: sensors (SDR + reading + thresholds), SEL entries, FRU data ----------------
+def full_sensor_sdr(number: int, name: str, sensor_type: int, unit: int, m: int,
+                    thresholds: tuple[int, int, int, int, int, int], entity: int = 0x07) -> str:
+    """`main_sdr_add` for a threshold sensor (full SDR, type 01h): value = m * raw, `unit` an
+    IPMI unit code (1 degrees C, 4 volts, 6 watts, 18 RPM); `thresholds` raw LNR, LC, LNC,
+    UNC, UC, UNR."""
+    lnr, lc, lnc, unc, uc, unr = thresholds
+    body = [0x20, 0x00, number, entity, 0x01, 0x7F, 0x68, sensor_type, 0x01,
+            0xFF, 0x7F, 0xFF, 0x7F, 0x3F, 0x3F,  # event masks; all 6 thresholds readable
+            0x00, unit, 0x00, 0x00, m & 0xFF, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0xFF, 0x00, 0xFF, 0x00,
+            unr, uc, unc, lnr, lc, lnc, 0x02, 0x02, 0x00, 0x00, 0x00]
+    text = name.encode()
+    body += [0xC0 | len(text), *text]
+    record = [0x00, 0x00, 0x51, 0x01, len(body), *body]
+    return "main_sdr_add 0x20 " + " ".join(f"0x{b:02x}" for b in record) + "\n"
+
+
+def threshold_sensor(number: int, name: str, sensor_type: int, unit: int, m: int,
+                     raw: int, thresholds: tuple[int, int, int, int, int, int],
+                     value_file: Path | None = None) -> str:
+    """The .emu lines of one threshold sensor reading `raw` (value m * raw); with
+    `value_file`, ipmi_sim reads the raw value from that file every second (a test changes
+    the reading by writing it)."""
+    lnr, lc, lnc, unc, uc, unr = thresholds
+    poll = f' poll 1000 file "{value_file}"' if value_file is not None else ""
+    return (full_sensor_sdr(number, name, sensor_type, unit, m, thresholds)
+            + f"sensor_add 0x20 0 {number} 0x{sensor_type:02x} 0x01{poll}\n"
+            + f"sensor_set_threshold 0x20 0 {number} settable 111111 "
+            + f"{unr} {uc} {unc} {lnr} {lc} {lnc}\n"
+            + f"sensor_set_value 0x20 0 {number} {raw} 0\n")
+
+
+def sel_event(timestamp: int, sensor_type: int, number: int, event_type: int,
+              data: tuple[int, int, int], asserted: bool = True) -> str:
+    """`sel_add` of a system event record logged by the BMC (generator 20h)."""
+    direction = event_type | (0 if asserted else 0x80)
+    body = [*timestamp.to_bytes(4, "little"), 0x20, 0x00, 0x04, sensor_type, number,
+            direction, *data]
+    return "sel_add 0x20 0x02 " + " ".join(f"0x{b:02x}" for b in body) + "\n"
+
+
+def fru_data(image: bytes) -> str:
+    """`mc_add_fru_data` of FRU device 0."""
+    return (f"mc_add_fru_data 0x20 0 {len(image)} data "
+            + " ".join(f"0x{b:02x}" for b in image) + "\n")
+
+
+#: what `sample_emu` gives the BMC: names and values a test expects to see forwarded
+SAMPLE_FRU = {"manufacturer": "Acme Corp", "product": "Acme R100", "serial": "ACME-SN-0042",
+              "part_number": "PN-42"}
+
+
+def sample_emu(value_file: Path) -> str:
+    """A BMC with three threshold sensors ("CPU Temp" reads the raw value in `value_file`,
+    45 to start with), two SEL entries (CPU Temp upper critical, Fan 1 lower critical) and
+    FRU data (`SAMPLE_FRU`)."""
+    from bmc.fru import FruInventory
+
+    value_file.write_text("45\n")
+    fru = FruInventory(board_manufacturer="Acme Corp", board_product="X11 Board",
+                       board_serial="MB-778", product_manufacturer=SAMPLE_FRU["manufacturer"],
+                       product_name=SAMPLE_FRU["product"],
+                       product_part_number=SAMPLE_FRU["part_number"],
+                       product_serial=SAMPLE_FRU["serial"], product_version="B2").encode()
+    return (threshold_sensor(1, "CPU Temp", 0x01, 1, 1, 45, (1, 3, 5, 85, 95, 105),
+                             value_file)
+            + threshold_sensor(2, "Fan 1", 0x04, 18, 60, 140, (0, 10, 12, 250, 252, 254))
+            + threshold_sensor(3, "12V Rail", 0x02, 4, 1, 12, (0, 10, 11, 13, 14, 15))
+            + "sel_enable 0x20 1000 0x0a\n"
+            # ipmi_sim stamps entries with its own clock ("Pre-Init": it was never set)
+            + sel_event(0, 0x01, 1, 0x01, (0x59, 96, 95))
+            + sel_event(0, 0x04, 2, 0x01, (0x52, 5, 10))
+            + fru_data(fru))
