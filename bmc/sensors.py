@@ -404,20 +404,34 @@ def profile_from_readings(readings: Iterable[SensorReading]) -> list[SensorSpec]
     the order read (their numbers, so stable while the server keeps its sensors). Sensors of
     kind "other" (discrete sensors the model has no kind for) and bad ones are left out."""
     specs: list[SensorSpec] = []
+    names: set[str] = set()
     for reading in readings:
-        if reading.kind not in {k.value for k in SensorKind} or len(specs) >= MAX_SENSORS:
+        name = reading.name[:16]
+        if (reading.kind not in {k.value for k in SensorKind} or len(specs) >= MAX_SENSORS
+                or name in names):
             continue
         kind = SensorKind(reading.kind)
         known = {k: v for k, v in reading.thresholds.items()
                  if k in THRESHOLD_NAMES and math.isfinite(v)}
         value = reading.value if reading.value is not None and math.isfinite(reading.value) \
             else 0.0
+        # the scale is fixed now but the readings move: room above the first one and the
+        # thresholds, and at least a typical range (a fan read while the server was off)
+        span = [value * 1.5, *known.values(), _FORWARDED_RANGE.get(kind, 0.0)]
         try:
-            specs.append(SensorSpec(reading.name[:16], kind, value, value,
-                                    Thresholds(**known), scanning="always"))
+            scale = None if kind is SensorKind.PSU else auto_scale(kind, span)
+            specs.append(SensorSpec(name, kind, value, value, Thresholds(**known),
+                                    scanning="always", scale=scale))
         except ValueError as exc:
             log.warning("sensor %r left out: %s", reading.name, exc)
+            continue
+        names.add(name)
     return specs
+
+
+#: the least range of a forwarded sensor's scale, by kind (voltages: their own, +50 %)
+_FORWARDED_RANGE = {SensorKind.TEMPERATURE: 120.0, SensorKind.FAN: 12000.0,
+                    SensorKind.POWER: 1000.0}
 
 
 @functools.cache

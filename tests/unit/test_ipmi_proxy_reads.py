@@ -126,6 +126,23 @@ def test_an_external_sensor_model_shows_fed_values_and_logs_no_events_of_its_own
         SensorModel(specs, powered=lambda: False).feed({"CPU Temp": 1.0})
 
 
+def test_forwarded_sensors_have_room_to_move_and_unique_names() -> None:
+    long_name = "A very long sensor name"
+    specs = profile_from_readings([
+        SensorReading("FAN9", "fan", None, "RPM", {"lower_critical": 600.0}),  # server off
+        SensorReading("Total Power", "power", 8.0, "W", {}),
+        SensorReading(long_name, "voltage", 1.05, "V", {}),
+        SensorReading(long_name + " 2", "voltage", 1.8, "V", {}),  # same first 16 characters
+        SensorReading("Bad", "fan", float("nan"), "RPM", {"upper_critical": float("inf")}),
+    ])
+    assert [s.name for s in specs] == ["FAN9", "Total Power", long_name[:16], "Bad"]
+    model = SensorModel(specs, powered=lambda: True, external=True)
+    model.feed({"FAN9": 8400.0, "Total Power": 310.0, long_name[:16]: 1.07})
+    values = {s.name: s.value for s in model.readings()}
+    assert abs(values["FAN9"] - 8400.0) <= 50 and abs(values["Total Power"] - 310.0) <= 4
+    assert abs(values[long_name[:16]] - 1.07) <= 0.01
+
+
 def test_forwarded_records_keep_their_text_severity_and_time() -> None:
     model = SensorModel(profile_from_readings(parse_sensors(SENSOR_OUTPUT)),
                         powered=lambda: True, external=True)
