@@ -76,6 +76,9 @@ class NodeConfig:
     #: IPMI sessions open at once, and seconds before an idle one is dropped
     ipmi_session_limit: int = 4
     ipmi_idle_timeout: float = 60.0
+    #: the UDP port IPMI SOL announces (Activate Payload, SOL parameter 8): where clients reach
+    #: this BMC from outside when a relay or NAT changes the port; None = the bound port
+    ipmi_sol_port: int | None = None
     #: the config file this node came from and the line of each of its fields ("" = the node),
     #: so that problems found later (a backend refusing its settings) can still point at a line
     source: str | None = None

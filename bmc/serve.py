@@ -183,7 +183,7 @@ def _ipmi_server(config: Config, nodes: list[Node]) -> Server:
     from ipmi.server import IpmiServer  # lazily: only `serve` needs the protocol stacks
 
     bindings = [(spec.ipmi.address, spec.ipmi.port, node,
-                 {"session_limit": spec.ipmi_session_limit,
+                 {"session_limit": spec.ipmi_session_limit, "sol_port": spec.ipmi_sol_port,
                   "idle_timeout": spec.ipmi_idle_timeout})
                 for spec, node in zip(config.nodes, nodes, strict=True)]
     return IpmiServer(bindings)

@@ -96,9 +96,13 @@ class BmcEndpoint:
     def __init__(self, node: Node, *, session_limit: int = 4, idle_timeout: float = 60.0,
                  clock: Callable[[], float] = time.monotonic,
                  random: Callable[[int], bytes] = os.urandom, kg: bytes | None = None,
-                 local_address: tuple[str, int] | None = None) -> None:
+                 local_address: tuple[str, int] | None = None,
+                 sol_port: int | None = None) -> None:
         self.node = node
         self.local_address = local_address  # where the server bound us (LAN parameters)
+        #: the port SOL announces: where clients reach us through a relay or NAT (ipmitool
+        #: refuses a SOL port other than the one it dialed); None = local_address's
+        self.sol_port = sol_port
         self.session_limit = session_limit
         self.idle_timeout = idle_timeout
         self.clock = clock

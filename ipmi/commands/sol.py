@@ -81,6 +81,10 @@ def activate_payload(ctx: Context) -> bytes:
 
 
 def _port(ctx: Context) -> int:
+    """The port SOL runs on, as the client sees it: the configured `ipmi.sol_port` (behind a
+    relay or NAT), else where we listen."""
+    if ctx.endpoint.sol_port:
+        return int(ctx.endpoint.sol_port)
     address = getattr(ctx.endpoint, "local_address", None)
     return address[1] if address else RMCP_PORT
 
