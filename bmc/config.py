@@ -79,6 +79,8 @@ class NodeConfig:
     #: the UDP port IPMI SOL announces (Activate Payload, SOL parameter 8): where clients reach
     #: this BMC from outside when a relay or NAT changes the port; None = the bound port
     ipmi_sol_port: int | None = None
+    #: IPMI 1.5 "straight password" authentication (the password crosses the wire in clear)
+    ipmi_password_auth: bool = False
     #: the config file this node came from and the line of each of its fields ("" = the node),
     #: so that problems found later (a backend refusing its settings) can still point at a line
     source: str | None = None

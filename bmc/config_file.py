@@ -286,6 +286,7 @@ def _file_node(spec: Any, index: int, defaults: Defaults,
     limit = own.session_limit if own and own.session_limit is not None else None
     idle = own.idle_timeout if own and own.idle_timeout is not None else None
     sol_port = own.sol_port if own else None
+    password_auth = bool(own and own.password_auth)
     console = spec.console
     websocket, ws_problems = _websocket(defaults, index, spec.name, console and console.websocket,
                                         locate.source, lines)
@@ -305,7 +306,8 @@ def _file_node(spec: Any, index: int, defaults: Defaults,
                       sensors=spec.sensors,
                       ipmi_session_limit=limit or defaults.ipmi_session_limit,
                       ipmi_idle_timeout=idle or defaults.ipmi_idle_timeout,
-                      ipmi_sol_port=sol_port, source=locate.source, lines=lines)
+                      ipmi_sol_port=sol_port, ipmi_password_auth=password_auth,
+                      source=locate.source, lines=lines)
     return node, problems
 
 
@@ -471,6 +473,7 @@ def _file_schema() -> Any:
         session_limit: int | None = None
         idle_timeout: float | None = None
         sol_port: int | None = None
+        password_auth: bool | None = None
 
         _limit = field_validator("session_limit")(_optional(check_session_limit))
         _sol_port = field_validator("sol_port")(_optional(check_port))

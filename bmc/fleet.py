@@ -68,6 +68,7 @@ class Fleet:
                 self.ipmi.add(spec.ipmi.address, spec.ipmi.port, node,
                               {"session_limit": spec.ipmi_session_limit,
                                "sol_port": spec.ipmi_sol_port,
+                               "password_auth": spec.ipmi_password_auth,
                                "idle_timeout": spec.ipmi_idle_timeout})
                 try:
                     self.redfish.add(spec.redfish.address, spec.redfish.port, node)

@@ -184,6 +184,7 @@ def _ipmi_server(config: Config, nodes: list[Node]) -> Server:
 
     bindings = [(spec.ipmi.address, spec.ipmi.port, node,
                  {"session_limit": spec.ipmi_session_limit, "sol_port": spec.ipmi_sol_port,
+                  "password_auth": spec.ipmi_password_auth,
                   "idle_timeout": spec.ipmi_idle_timeout})
                 for spec, node in zip(config.nodes, nodes, strict=True)]
     return IpmiServer(bindings)

@@ -97,12 +97,16 @@ class BmcEndpoint:
                  clock: Callable[[], float] = time.monotonic,
                  random: Callable[[int], bytes] = os.urandom, kg: bytes | None = None,
                  local_address: tuple[str, int] | None = None,
-                 sol_port: int | None = None) -> None:
+                 sol_port: int | None = None, password_auth: bool = False) -> None:
         self.node = node
         self.local_address = local_address  # where the server bound us (LAN parameters)
         #: the port SOL announces: where clients reach us through a relay or NAT (ipmitool
         #: refuses a SOL port other than the one it dialed); None = local_address's
         self.sol_port = sol_port
+        #: IPMI 1.5 authentication types enabled: MD5 always; "straight password" (the
+        #: password in clear on the wire) only when configured
+        self.v15_authtypes = ((wire.AUTHTYPE_MD5, wire.AUTHTYPE_PASSWORD) if password_auth
+                              else (wire.AUTHTYPE_MD5,))
         self.session_limit = session_limit
         self.idle_timeout = idle_timeout
         self.clock = clock

@@ -95,13 +95,12 @@ def _netmask(ip: bytes) -> bytes:
 
 def _lan_param(ctx: Context, param: int, selector: int) -> bytes:
     """The data of LAN configuration parameter `param` (table 23-4)."""
-    auth_types = sum(1 << t for t in V15_AUTHTYPES)
     if param == 0:
         return bytes((ctx.endpoint.controller.lan_set_in_progress,))
-    if param == 1:
-        return bytes((auth_types,))
-    if param == 2:  # enables for callback, user, operator, admin, OEM
-        return bytes((auth_types,)) * 5
+    if param == 1:  # what the BMC supports
+        return bytes((sum(1 << t for t in V15_AUTHTYPES),))
+    if param == 2:  # enables for callback, user, operator, admin, OEM: what is configured
+        return bytes((sum(1 << t for t in ctx.endpoint.v15_authtypes),)) * 5
     if param in (3, 4, 6, 8, 12):
         ip, port = _address(ctx)
         return {3: ip, 4: b"\x01", 6: _netmask(ip), 8: struct.pack("<H", port),

@@ -44,7 +44,7 @@ def get_channel_auth_capabilities(ctx: Context) -> bytes:
     data = ctx.need(2)
     channel = check_channel(data[0])
     v20 = bool(data[0] & 0x80)
-    auth_types = sum(1 << t for t in V15_AUTHTYPES) | (0x80 if v20 else 0)
+    auth_types = sum(1 << t for t in ctx.endpoint.v15_authtypes) | (0x80 if v20 else 0)
     # 0x04: non-null user names only (no null user, no anonymous login); per-message and
     # user-level authentication both enabled; Kg is the default (all zero)
     login_status = 0x04
@@ -70,7 +70,7 @@ def get_channel_cipher_suites(ctx: Context) -> bytes:
 def get_session_challenge(ctx: Context) -> bytes:
     data = ctx.need(17)
     authtype = data[0] & 0x0F
-    if authtype not in V15_AUTHTYPES:
+    if authtype not in ctx.endpoint.v15_authtypes:  # straight password: only if configured
         raise IpmiError(CC_INVALID_DATA_FIELD)
     name = data[1:17].rstrip(b"\x00").decode("latin-1")
     if not name:

@@ -109,7 +109,18 @@ def test_mc_info_and_guid_match_redfish(emulator: Emulator) -> None:
     assert f"System GUID   : {system['UUID']}" in guid
 
 
-@pytest.mark.parametrize("authtype", ["MD5", "PASSWORD"])
+def test_ipmi_15_straight_password_only_when_configured(emulator_factory) -> None:
+    """The password crosses the wire in clear: refused unless the node says otherwise."""
+    bmc = emulator_factory(nodes=[{"name": "n0", "backend": {"type": "memory"}},
+                                  {"name": "n1", "backend": {"type": "memory"},
+                                   "ipmi": {"password_auth": True}}])
+    refused = run([*bmc.ipmitool(0, interface="lan"), "-A", "PASSWORD", "power", "status"])
+    assert refused.returncode != 0
+    allowed = ipmitool(bmc, 1, "power", "status", interface="lan", extra=("-A", "PASSWORD"))
+    assert allowed.startswith("Chassis Power is")
+
+
+@pytest.mark.parametrize("authtype", ["MD5"])
 def test_ipmi_15_sessions(emulator: Emulator, authtype: str) -> None:
     extra = ("-A", authtype)
     ipmitool(emulator, "power", "on", interface="lan", extra=extra)

@@ -120,7 +120,7 @@ def test_password_set_over_ipmi_is_the_redfish_password_at_once(
 
 def test_wrong_password_over_ipmi_15_is_refused(emulator: Emulator) -> None:
     node = emulator.nodes[1]
-    for authtype in ("MD5", "PASSWORD"):
+    for authtype in ("MD5", "PASSWORD"):  # PASSWORD: not even enabled here
         result = run(tool(node, "admin", "wrong", "-A", authtype, "power", "status",
                           interface="lan"))
         assert result.returncode != 0 and "Chassis Power" not in result.stdout
@@ -153,7 +153,7 @@ def test_channel_getaccess(emulator: Emulator) -> None:
 def test_channel_authcap(emulator: Emulator) -> None:
     out = ipmitool(emulator, "channel", "authcap", "1", "4", node=1)
     assert field(out, "Channel number") == "1"
-    assert field(out, "IPMI v1.5  auth types") == "MD5 PASSWORD"
+    assert field(out, "IPMI v1.5  auth types") == "MD5"  # straight password: off by default
     assert field(out, "Null user names exist") == "no"
     assert field(out, "Anonymous login enabled") == "no"
     assert field(out, "Channel supports IPMI v2.0") == "yes"

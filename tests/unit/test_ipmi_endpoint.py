@@ -59,7 +59,11 @@ def test_channel_auth_capabilities_offer_v20_md5_password_and_no_anonymous() -> 
     code, data = response_data(reply)
     assert code == 0
     assert data[0] == 1  # LAN channel
-    assert data[1] == 0x80 | 0x04 | 0x10  # v2.0 extended, MD5, straight password; no NONE
+    assert data[1] == 0x80 | 0x04  # v2.0 extended, MD5; no NONE, no straight password
+    # the password in clear only when a node is configured for it
+    reply = make_endpoint(password_auth=True).datagram_received(
+        v15_request(0x06, 0x38, b"\x8e\x04"), PEER)
+    assert reply is not None and response_data(reply)[1][1] == 0x80 | 0x04 | 0x10
     assert data[2] & 0x03 == 0  # neither null users nor anonymous login
     assert data[3] == 0x03  # IPMI 1.5 and 2.0 connections
 
