@@ -137,15 +137,80 @@ def _raise_fd_limit(wanted: int) -> None:
 
 
 def _connection_limit(bmcs: int) -> int:
-    """waitress's cap on its map: listeners and the wake-up pipe count as connections too.
+    """waitress's cap on its map (listeners and the wake-up pipe count as connections too).
 
-    Leaves room for two client connections per BMC (say a provisioner and a monitor), 100 at
-    least.
+    When it is reached waitress stops accepting on *every* listener, so it is set as high as
+    the open files allow: the per-node and per-client caps (`ConnectionCaps`) are what stop a
+    flood, and they stop it at its own node.
     """
-    return bmcs + 1 + max(100, 2 * bmcs)
+    wanted = bmcs + 1 + max(100, 2 * bmcs, PER_NODE_CONNECTIONS * min(bmcs, 64))
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, ValueError):  # pragma: no cover - not POSIX
+        return wanted
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(bmcs + 101, min(wanted, soft - bmcs - 256))
 
 
-def _channel_class() -> type:
+#: open connections one node takes at most, and one client address to one node: an idle
+#: flood against one BMC fills its own share, never another node's, and one client cannot
+#: take a node's whole share (a fleet manager holding a connection to each of 10,000 BMCs
+#: from one address is fine: the client cap is per node). Past a cap the oldest idle
+#: connection of that share makes room.
+PER_NODE_CONNECTIONS = 64
+PER_CLIENT_CONNECTIONS = 16
+#: seconds an idle connection (no request under way) is kept: waitress's 120 s let ~100 idle
+#: sockets hold the service
+IDLE_SECONDS = 15
+CLEANUP_SECONDS = 3
+
+
+class ConnectionCaps:
+    """Open connections per node and per (node, client); past a cap, the oldest idle one of
+    that share is closed to make room (a client that leaks idle connections loses its own,
+    never another's), and only when none is idle is the new one refused.
+
+    Only the server's loop thread opens and closes channels, so no lock is needed."""
+
+    def __init__(self, per_node: int = PER_NODE_CONNECTIONS,
+                 per_client: int = PER_CLIENT_CONNECTIONS) -> None:
+        self.per_node, self.per_client = per_node, per_client
+        self.nodes: dict[Any, dict[Any, None]] = {}  # node -> its channels, oldest first
+        self.clients: dict[tuple[Any, str], dict[Any, None]] = {}
+        self.refused = 0
+
+    def admit(self, channel: Any, node: Any, client: str) -> bool:
+        mine = self.clients.setdefault((node, client), {})
+        theirs = self.nodes.setdefault(node, {})
+        for share, cap in ((mine, self.per_client), (theirs, self.per_node)):
+            if len(share) >= cap and not self._close_oldest_idle(share):
+                self.refused += 1
+                return False
+        mine[channel] = None
+        theirs[channel] = None
+        return True
+
+    @staticmethod
+    def _close_oldest_idle(share: dict[Any, None]) -> bool:
+        for channel in share:  # oldest first
+            if not channel.requests:  # no request under way: nothing is lost
+                channel.close()  # releases it from every share
+                return True
+        return False
+
+    def release(self, channel: Any, node: Any, client: str) -> None:
+        for table, key in ((self.nodes, node), (self.clients, (node, client))):
+            share = table.get(key)
+            if share is not None:
+                share.pop(channel, None)
+                if not share:
+                    del table[key]
+
+
+def _channel_class(caps: ConnectionCaps | None = None) -> type:
     """waitress's HTTPChannel, except for two things its tasks do.
 
     204 and 304 answers keep HTTP/1.1 connections open: waitress closes the connection after
@@ -206,8 +271,41 @@ def _channel_class() -> type:
 
     class Channel(HTTPChannel):  # type: ignore[misc]
         task_class = Task
+        _counted: tuple[Any, str] | None = None
+
+        def __init__(self, server: Any, sock: socket.socket, addr: Any, adj: Any,
+                     map: Any = None) -> None:  # noqa: A002 - waitress's name
+            super().__init__(server, sock, addr, adj, map)
+            if caps is None:
+                return
+            # the node: its listener, or its address on a shared listener (kept: the task's
+            # environ and a node's removal read it too)
+            node: Any = server
+            if isinstance(server.application, _AddressBinder):
+                self.local_address = _local_address(sock)
+                node = (server, self.local_address)
+            client = str(addr[0]) if isinstance(addr, tuple) and addr else ""
+            if caps.admit(self, node, client):
+                self._counted = (node, client)
+            else:
+                log.debug("Redfish connection from %s refused: its node's share is taken",
+                          client)
+                self.close()
+
+        def close(self) -> None:
+            counted, self._counted = self._counted, None
+            if counted is not None and caps is not None:
+                caps.release(self, *counted)
+            super().close()
 
     return Channel
+
+
+def _local_address(sock: socket.socket) -> str:
+    try:
+        return str(sock.getsockname()[0])
+    except OSError:
+        return ""
 
 
 class RedfishServer:
@@ -229,6 +327,7 @@ class RedfishServer:
         self._trigger: Any = None
         self._channel: type | None = None
         self._own: dict[Node, Any] = {}  # node -> its own listener
+        self.caps = ConnectionCaps()
         self._shared: dict[int, Any] = {}  # port -> the listener its BMCs share
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -296,6 +395,7 @@ class RedfishServer:
             self._app, map=self._map, sockets=sockets, threads=self.threads,
             asyncore_use_poll=True,  # select() stops at fd 1024; 1,000 BMCs go beyond
             connection_limit=_connection_limit(len(self.bindings)),
+            channel_timeout=IDLE_SECONDS, cleanup_interval=CLEANUP_SECONDS,
             max_request_body_size=_WAITRESS_MAX_BODY,
             ident="bmc-emulator",
         )
@@ -306,7 +406,7 @@ class RedfishServer:
         for sock, indexes in zip(sockets[len(own):], shared.values(), strict=True):
             serves[id(sock)] = {self.bindings[i][0]: self.bindings[i][2] for i in indexes}
         listeners = [d for d in self._map.values() if isinstance(d, BaseWSGIServer)]
-        self._channel = _channel_class()
+        self._channel = _channel_class(self.caps)
         for listener in listeners:
             self._adopt(listener, serves[id(listener.socket)])
         if len(listeners) != n:  # a waitress change we do not understand: refuse, never guess

@@ -220,7 +220,8 @@ def test_lan_configuration_describes_where_the_node_listens() -> None:
     assert mac[0] & 0x03 == 0x02  # locally administered, unicast
     assert Node("n1", MemoryBackend()).bmc_mac == endpoint.node.bmc_mac  # stable per node
     assert Node("n2", MemoryBackend()).bmc_mac != endpoint.node.bmc_mac
-    assert lan(endpoint, 1) == b"\x14" and lan(endpoint, 2) == b"\x14" * 5  # MD5, password
+    assert lan(endpoint, 1) == b"\x14"  # supported: MD5, straight password
+    assert lan(endpoint, 2) == b"\x04" * 5  # enabled: MD5 only (password_auth is off)
     assert lan(endpoint, 20) == b"\x00\x00"  # VLAN off
     assert lan(endpoint, 22) == b"\x02" and lan(endpoint, 23) == b"\x00\x11\x03"
     assert lan(endpoint, 24) == bytes((0, 0, 0x40, 0, 0, 0, 0, 0, 0))  # suite 3: admin
