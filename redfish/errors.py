@@ -236,6 +236,24 @@ class Message:
         return info
 
 
+#: most `@Message.ExtendedInfo` entries an answer carries: a body of 50,000 unknown properties
+#: would otherwise get a 20 MB answer (every entry ~400 bytes) for a 0.5 MiB request
+MAX_EXTENDED_INFO = 20
+
+
+def extended_info(messages: list[Message]) -> list[dict[str, Any]]:
+    """The `@Message.ExtendedInfo` of `messages`: the first MAX_EXTENDED_INFO, then one entry
+    saying how many more were left out."""
+    infos = [m.to_json() for m in messages[:MAX_EXTENDED_INFO]]
+    more = len(messages) - MAX_EXTENDED_INFO
+    if more > 0:
+        infos.append(Message(
+            "GeneralError", text=f"{more} more messages of this kind were left out.",
+            resolution="Correct the problems listed and resubmit the request to see the "
+                       "rest.").to_json())
+    return infos
+
+
 @dataclass(eq=False)  # eq would make the exception unhashable
 class RedfishError(Exception):
     """An HTTP error answer with a Redfish error body."""
@@ -248,7 +266,7 @@ class RedfishError(Exception):
         super().__init__(self.status, [m.message_id for m in self.messages])
 
     def body(self) -> dict[str, Any]:
-        infos = [m.to_json() for m in self.messages]
+        infos = extended_info(self.messages)
         if len(infos) == 1:
             # one problem: the top-level code/message name it, as most BMCs do
             code, message = infos[0]["MessageId"], infos[0]["Message"]

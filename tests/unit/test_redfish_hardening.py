@@ -141,3 +141,39 @@ def test_no_json_body_gives_a_5xx(target: tuple[str, str], body: dict[str, Any])
     assert response.status_code < 500, (target, body, response.get_data())
     if response.status_code >= 400:
         assert "error" in json.loads(response.get_data())  # a Redfish error body
+
+
+# -- 9: the size of an error body ---------------------------------------------------------------
+
+
+def patch(client: FlaskClient, path: str, body: dict[str, Any]) -> Any:
+    return client.patch(path, data=json.dumps(body),
+                        headers={**basic(), "Content-Type": "application/json"})
+
+
+def test_fifty_thousand_unknown_properties_get_a_small_answer(client: FlaskClient) -> None:
+    body = {f"P{i}": 0 for i in range(50_000)}  # ~0.5 MiB of request
+    assert len(json.dumps(body)) > 500_000
+    response = patch(client, SYSTEM, body)
+    assert response.status_code == 400
+    assert len(response.get_data()) < 20_000  # was 20 MB: ~400 bytes an entry
+    infos = response.get_json()["error"]["@Message.ExtendedInfo"]
+    assert [i["MessageId"].rsplit(".", 1)[1] for i in infos] == ["PropertyUnknown"] * 20 + [
+        "GeneralError"]
+    assert infos[0]["MessageArgs"] == ["P0"]
+    assert "49980 more" in infos[-1]["Message"]
+
+
+def test_a_partial_patch_caps_its_ignored_messages_too(client: FlaskClient, node: Node) -> None:
+    body = {"LocationIndicatorActive": True, **{f"P{i}": 0 for i in range(1000)}}
+    response = patch(client, SYSTEM, body)
+    assert response.status_code == 200, response.get_data()
+    assert response.get_json()["LocationIndicatorActive"] is True
+    infos = response.get_json()["@Message.ExtendedInfo"]
+    assert len(infos) == 21 and "980 more" in infos[-1]["Message"]
+
+
+def test_twenty_messages_are_all_shown(client: FlaskClient) -> None:
+    response = patch(client, SYSTEM, {f"P{i}": 0 for i in range(20)})
+    infos = response.get_json()["error"]["@Message.ExtendedInfo"]
+    assert [i["MessageArgs"] for i in infos] == [[f"P{i}"] for i in range(20)]
