@@ -63,6 +63,7 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 def create_app(*, session_timeout: float = auth.DEFAULT_SESSION_TIMEOUT,
                session_limit: int = auth.DEFAULT_SESSION_LIMIT,
+               session_user_limit: int = auth.DEFAULT_SESSION_USER_LIMIT,
                max_body: int = MAX_BODY,
                sse_heartbeat: float = event_service.SSE_HEARTBEAT,
                sse_max_seconds: float = event_service.SSE_MAX_SECONDS,
@@ -71,7 +72,8 @@ def create_app(*, session_timeout: float = auth.DEFAULT_SESSION_TIMEOUT,
     app = Flask(__name__)
     app.url_rule_class = LazyBuilderRule
     app.config["MAX_CONTENT_LENGTH"] = max_body
-    app.extensions["redfish.states"] = context.NodeStates(session_timeout, session_limit)
+    app.extensions["redfish.states"] = context.NodeStates(session_timeout, session_limit,
+                                                              session_user_limit)
     app.extensions["redfish.sse"] = {"slots": threading.BoundedSemaphore(sse_streams),
                                      "heartbeat": sse_heartbeat,
                                      "max_seconds": sse_max_seconds,

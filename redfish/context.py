@@ -38,9 +38,11 @@ class NodeState:
 class NodeStates:
     """NodeState per node, created on first use (nodes are only known per request)."""
 
-    def __init__(self, session_timeout: float, session_limit: int) -> None:
+    def __init__(self, session_timeout: float, session_limit: int,
+                 session_user_limit: int | None = None) -> None:
         self._timeout = session_timeout
         self._limit = session_limit
+        self._user_limit = session_user_limit
         self._lock = threading.Lock()
         self._states: weakref.WeakKeyDictionary[Node, NodeState] = weakref.WeakKeyDictionary()
 
@@ -48,7 +50,8 @@ class NodeStates:
         with self._lock:
             state = self._states.get(node)
             if state is None:
-                state = NodeState(SessionStore(self._timeout, self._limit))
+                state = NodeState(SessionStore(self._timeout, self._limit,
+                                               user_limit=self._user_limit))
                 self._states[node] = state
                 register_sessions(node, state.sessions)
             return state

@@ -177,3 +177,67 @@ def test_twenty_messages_are_all_shown(client: FlaskClient) -> None:
     response = patch(client, SYSTEM, {f"P{i}": 0 for i in range(20)})
     infos = response.get_json()["error"]["@Message.ExtendedInfo"]
     assert [i["MessageArgs"] for i in infos] == [[f"P{i}"] for i in range(20)]
+
+
+# -- 8: one user's logins never end another user's sessions -------------------------------------
+
+
+def login(client: FlaskClient, user: str, password: str = "password") -> Any:
+    return client.post(SESSIONS, json={"UserName": user, "Password": password})
+
+
+def alive(client: FlaskClient, token: str) -> bool:
+    status: int = client.get(SYSTEM, headers={"X-Auth-Token": token}).status_code
+    assert status in (200, 401)
+    return status == 200
+
+
+def test_a_users_logins_never_evict_another_users_sessions(node: Node) -> None:
+    node.users.add("alice", "password")
+    node.users.add("bob", "password")
+    client = client_for(node, session_limit=8, session_user_limit=4)
+    bob = [login(client, "bob").headers["X-Auth-Token"] for _ in range(2)]
+    # alice logs in 50 times (a client that never logs out): she churns her own 4 sessions
+    alice = [login(client, "alice").headers["X-Auth-Token"] for _ in range(50)]
+    assert all(alive(client, token) for token in bob)
+    assert [alive(client, token) for token in alice[-5:]] == [False, True, True, True, True]
+    ids = {s["@odata.id"] for s in client.get(SESSIONS, headers=basic()).get_json()["Members"]}
+    assert len(ids) == 2 + 4
+
+
+def test_a_user_past_its_share_loses_its_own_least_recently_used(node: Node) -> None:
+    client = client_for(node, session_limit=8, session_user_limit=3)
+    tokens = [login(client, "admin").headers["X-Auth-Token"] for _ in range(3)]
+    assert alive(client, tokens[0])  # now tokens[1] is the least recently used
+    fourth = login(client, "admin").headers["X-Auth-Token"]
+    assert [alive(client, t) for t in (*tokens, fourth)] == [True, False, True, True]
+
+
+def test_a_full_service_refuses_a_new_user_instead_of_evicting(node: Node) -> None:
+    for name in ("u1", "u2", "u3"):
+        node.users.add(name, "password")
+    client = client_for(node, session_limit=4, session_user_limit=2)
+    held = [login(client, user).headers["X-Auth-Token"] for user in ("u1", "u1", "u2", "u2")]
+    response = login(client, "u3")
+    assert response.status_code == 503
+    assert message_ids(response.get_json()) == ["CreateLimitReachedForResource"]
+    assert "X-Auth-Token" not in response.headers
+    assert all(alive(client, token) for token in held)
+    # a user who already holds sessions when the service is full swaps out its own oldest
+    again = login(client, "u1")
+    assert again.status_code == 201
+    assert [alive(client, t) for t in held] == [False, True, True, True]
+    # and once a slot frees up, the refused user gets in
+    client.delete(again.headers["Location"], headers={"X-Auth-Token": held[1]})
+    assert login(client, "u3").status_code == 201
+
+
+def test_the_default_share_is_a_quarter_of_the_limit(node: Node) -> None:
+    node.users.add("other", "password")
+    client = client_for(node)  # 64 sessions, 16 a user
+    other = login(client, "other").headers["X-Auth-Token"]
+    for _ in range(100):
+        assert login(client, "admin").status_code == 201
+    assert alive(client, other)
+    members = client.get(SESSIONS, headers=basic()).get_json()["Members"]
+    assert len(members) == 17
