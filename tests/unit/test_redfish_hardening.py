@@ -7,6 +7,10 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -18,6 +22,8 @@ from backends.memory import MemoryBackend
 from bmc.node import Node
 from redfish import NODE_ENVIRON_KEY
 from redfish.app import create_app
+from redfish.destinations import DestinationPolicy
+from redfish.event_service import Deliverer, EventRecord, EventService
 
 SYSTEM = "/redfish/v1/Systems/node-1"
 ACCOUNTS = "/redfish/v1/AccountService/Accounts"
@@ -241,3 +247,123 @@ def test_the_default_share_is_a_quarter_of_the_limit(node: Node) -> None:
     assert alive(client, other)
     members = client.get(SESSIONS, headers=basic()).get_json()["Members"]
     assert len(members) == 17
+
+
+# -- 10: where events may be pushed --------------------------------------------------------------
+
+
+class Receiver:
+    """A real HTTP receiver on all addresses; `redirect_to` makes it answer 302 there."""
+
+    def __init__(self, redirect_to: str | None = None) -> None:
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.requests.append((self.command, dict(self.headers)))
+                self.send_response(302 if redirect_to else 200)
+                if redirect_to:
+                    self.send_header("Location", redirect_to)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_POST = do_GET = _answer  # noqa: N815 - the http.server API
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("0.0.0.0", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/events"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    made = Receiver()
+    yield made
+    made.close()
+
+
+def subscribe(client: FlaskClient, destination: str, **extra: Any) -> Any:
+    return client.post("/redfish/v1/EventService/Subscriptions", headers=basic(),
+                       json={"Destination": destination, **extra})
+
+
+@pytest.mark.parametrize("destination", [
+    "http://169.254.169.254/latest/meta-data/",        # the cloud metadata service
+    "http://user:s3cret@169.254.1.1:8080/e",
+    "https://[fe80::1]/events", "http://[fe80::1%25eth0]:80/e",
+    "http://[::ffff:169.254.169.254]/",                # the same, as an IPv4-mapped address
+    "http://0.0.0.0:9/e", "http://224.0.0.1/e",
+    "http://127.0.0.1:80/redfish/v1/EventService/Actions/EventService.SubmitTestEvent",
+    "http://localhost/e",                              # the BMC itself (the test client: :80)
+])
+def test_forbidden_destinations_are_refused(client: FlaskClient, destination: str,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG):
+        response = subscribe(client, destination)
+    assert response.status_code == 400, response.get_data()
+    info = response.get_json()["error"]["@Message.ExtendedInfo"][0]
+    assert info["MessageId"].endswith("PropertyValueNotInList")
+    assert info["MessageArgs"][1] == "Destination"
+    assert info["RelatedProperties"] == ["#/Destination"]
+    assert "s3cret" not in response.get_data(as_text=True) + caplog.text
+    assert client.get("/redfish/v1/EventService/Subscriptions",
+                      headers=basic()).get_json()["Members"] == []
+
+
+def test_a_loopback_receiver_on_another_port_is_allowed(client: FlaskClient,
+                                                        receiver: Receiver) -> None:
+    assert subscribe(client, receiver.url).status_code == 201
+    assert subscribe(client, f"http://localhost:{receiver.port}/e").status_code == 201
+
+
+def test_an_allow_list_replaces_the_default(node: Node) -> None:
+    client = client_for(node, event_destinations=["10.0.0.0/8", "169.254.0.0/16"])
+    assert subscribe(client, "http://10.1.2.3:8080/e").status_code == 201
+    assert subscribe(client, "http://169.254.10.10/e").status_code == 201  # named: allowed
+    assert subscribe(client, "http://127.0.0.1:9/e").status_code == 400
+    assert subscribe(client, "http://192.168.1.1/e").status_code == 400
+
+
+def push_one(events: EventService, deliverer: Deliverer) -> None:
+    events.publish(EventRecord("ResourceEvent.1.4.3.ResourceChanged", "changed"))
+    assert deliverer.wait_idle(10.0)
+
+
+def test_a_host_name_is_checked_where_it_resolves_at_each_push(receiver: Receiver) -> None:
+    # the machine's own name resolves (e.g. /etc/hosts) to one of its addresses, where the
+    # receiver listens: allowed by default, refused by an allow list that does not hold it
+    url = f"http://{socket.gethostname()}:{receiver.port}/events"
+    node = make_node()
+    deliverer = Deliverer(workers=1, timeout=2.0)
+    events = EventService(node, deliverer)
+    events.delivery_retry_attempts = 0
+    events.subscribe(url, policy=DestinationPolicy.from_networks(["192.0.2.0/24"]))
+    push_one(events, deliverer)
+    assert receiver.requests == []
+    events.subscribe(url, policy=DestinationPolicy())
+    push_one(events, deliverer)
+    assert [method for method, _ in receiver.requests] == ["POST"]
+
+
+def test_a_push_does_not_follow_redirects(receiver: Receiver) -> None:
+    redirector = Receiver(redirect_to=f"http://127.0.0.1:{receiver.port}/stolen")
+    try:
+        deliverer = Deliverer(workers=1, timeout=2.0)
+        events = EventService(make_node(), deliverer)
+        events.delivery_retry_attempts = 0
+        events.subscribe(redirector.url, http_headers={"Authorization": "Bearer receiver-tok"},
+                         policy=DestinationPolicy())
+        push_one(events, deliverer)
+        assert [method for method, _ in redirector.requests] == ["POST"]
+        assert receiver.requests == []  # the token was not carried to where it pointed
+    finally:
+        redirector.close()
