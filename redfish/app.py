@@ -20,7 +20,7 @@ from backends.base import BackendError, BackendRefused
 from bmc.power import BackendUnavailable, NodeBusy
 from redfish import auth, context, odata, paths, query
 from redfish.destinations import DestinationPolicy
-from redfish.errors import RedfishError, error, not_found, unauthorized
+from redfish.errors import RedfishError, error, not_found, redact_logs, unauthorized
 from redfish.resources import (
     accounts,
     bios,
@@ -87,6 +87,7 @@ def create_app(*, session_timeout: float = auth.DEFAULT_SESSION_TIMEOUT,
                                      "open": set()}  # the open streams' bodies
     for module in RESOURCES:
         app.register_blueprint(module.bp)
+    redact_logs()  # every redfish.* logger, Flask's own ("redfish.app") included
 
     # URI template -> every method some route offers there, for the Allow header
     allowed: dict[str, set[str]] = defaultdict(set)

@@ -7,6 +7,7 @@ carries. Messages come from the DMTF Base message registry (the subset this serv
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -200,6 +201,39 @@ def redact_urls(text: str) -> str:
     if "@" not in text:
         return text
     return _CREDENTIALS.sub(r"\1***@", text)
+
+
+class RedactUrlsFilter(logging.Filter):
+    """Rewrites a record so that no URL credentials reach any handler: its message, and the
+    text of its traceback (an exception's message may quote a URL a client sent)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string is logging's problem, not ours
+            return True
+        record.msg, record.args = redact_urls(message), None
+        if record.exc_info and not record.exc_text:
+            # logging.Formatter uses exc_text when set: the redacted traceback is what is shown
+            record.exc_text = redact_urls(_FORMATTER.formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = redact_urls(record.stack_info)
+        return True
+
+
+_FORMATTER = logging.Formatter()
+REDACT_URLS = RedactUrlsFilter()
+
+
+def redact_logs(prefix: str = "redfish") -> None:
+    """Put REDACT_URLS on every logger named `prefix` or below it that exists now (a filter
+    on a logger does not apply to its children's records, so each gets its own)."""
+    names = [name for name in logging.root.manager.loggerDict
+             if name == prefix or name.startswith(f"{prefix}.")]
+    for name in [prefix, *names]:
+        logger = logging.getLogger(name)
+        if REDACT_URLS not in logger.filters:
+            logger.addFilter(REDACT_URLS)
 
 
 @dataclass(frozen=True)

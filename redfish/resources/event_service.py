@@ -130,7 +130,8 @@ def subscription_body(sub: Subscription) -> Body:
         "EventDestination", paths.subscription(sub.id),
         Id=sub.id,
         Name=f"Event subscription {sub.id}",
-        Destination=sub.destination,
+        # its user:password is write-only, like HttpHeaders: shown to nobody
+        Destination=redact(sub.destination),
         Context=sub.context,
         Protocol=sub.protocol,
         SubscriptionType="RedfishEvent",

@@ -128,6 +128,9 @@ def test_events_go_to_a_loopback_receiver_but_not_to_forbidden_places(
         threading.Event().wait(0.1)
     assert bodies and json.loads(bodies[0])["Context"] == "hard"
     assert auths == ["Basic " + base64.b64encode(b"hook:s3cr3t-hook").decode()]
-    # the destination's user:password reached the receiver as HTTP Basic, never the logs
+    # the destination's user:password reached the receiver as HTTP Basic, never a body or log
+    shown = requests.get(f"{emulator.nodes[0].redfish_url}{made.headers['Location']}",
+                         auth=(emulator.username, emulator.password), timeout=TIMEOUT)
+    assert shown.json()["Destination"] == f"http://***@{where}/events"
     send(emulator, "DELETE", made.headers["Location"], "")
     assert "s3cr3t-hook" not in emulator.stderr + emulator.stdout

@@ -367,3 +367,47 @@ def test_a_push_does_not_follow_redirects(receiver: Receiver) -> None:
         assert receiver.requests == []  # the token was not carried to where it pointed
     finally:
         redirector.close()
+
+
+# -- 5: credentials in URLs are never shown or logged -------------------------------------------
+
+SECRET = "s3cr3t-pw"
+
+
+@pytest.mark.parametrize("role", ["ReadOnly", "Operator", "Administrator"])
+def test_url_credentials_are_shown_to_nobody(node: Node, role: str,
+                                             receiver: Receiver) -> None:
+    client = client_for(node)
+    created = client.post(ACCOUNTS, headers=basic(), json={
+        "UserName": "viewer", "Password": "viewer-pw1", "RoleId": role})
+    assert created.status_code == 201, created.get_data()
+    made = subscribe(client, f"http://hook:{SECRET}@127.0.0.1:{receiver.port}/e")
+    assert made.status_code == 201
+    cd = "/redfish/v1/Managers/BMC/VirtualMedia/Cd"
+    inserted = client.post(f"{cd}/Actions/VirtualMedia.InsertMedia", headers=basic(),
+                           json={"Image": f"http://img:{SECRET}@images.example/boot.iso"})
+    assert inserted.status_code == 204, inserted.get_data()
+    assert node.virtual_media.get("Cd").image.endswith(f"{SECRET}@images.example/boot.iso")
+    viewer = basic("viewer", "viewer-pw1")
+    for path in (made.headers["Location"], cd):
+        shown = client.get(f"{path}?$expand=.", headers=viewer)
+        assert shown.status_code == 200
+        assert SECRET not in shown.get_data(as_text=True)
+        assert "***@" in shown.get_data(as_text=True)
+    image = client.get(cd, headers=viewer).get_json()["Image"]
+    assert image == "http://***@images.example/boot.iso"
+
+
+def test_tracebacks_in_logs_are_redacted(client: FlaskClient,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    client.get("/redfish/v1/")  # the app is made: its loggers carry the filter
+    url = f"http://hook:{SECRET}@169.254.1.1/e"
+    for name in ("redfish.event_service", "redfish.app", "redfish.resources.virtual_media"):
+        try:
+            raise ValueError(f"unknown url type: {url!r}")
+        except ValueError:
+            logging.getLogger(name).exception("pushing an event to %s failed", url)
+    assert caplog.text.count("Traceback") == 3
+    assert "unknown url type" in caplog.text and "***@169.254.1.1" in caplog.text
+    assert SECRET not in caplog.text
+
