@@ -6,3 +6,5 @@ in only when a server starts, so the CLI can answer IPMI before Flask has finish
 
 #: WSGI environ key holding the `bmc.node.Node` a request is addressed to (set per socket)
 NODE_ENVIRON_KEY = "bmc_emulator.node"
+#: WSGI environ key of the connection's local address (set by redfish.server's waitress task)
+LOCAL_ADDRESS_KEY = "bmc_emulator.local_address"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
@@ -19,7 +19,8 @@ from werkzeug.routing import Rule
 from backends.base import BackendError, BackendRefused
 from bmc.power import BackendUnavailable, NodeBusy
 from redfish import auth, context, odata, paths, query
-from redfish.errors import RedfishError, error, not_found, unauthorized
+from redfish.destinations import DestinationPolicy
+from redfish.errors import RedfishError, error, not_found, redact_logs, unauthorized
 from redfish.resources import (
     accounts,
     bios,
@@ -63,21 +64,30 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 def create_app(*, session_timeout: float = auth.DEFAULT_SESSION_TIMEOUT,
                session_limit: int = auth.DEFAULT_SESSION_LIMIT,
+               session_user_limit: int = auth.DEFAULT_SESSION_USER_LIMIT,
                max_body: int = MAX_BODY,
                sse_heartbeat: float = event_service.SSE_HEARTBEAT,
                sse_max_seconds: float = event_service.SSE_MAX_SECONDS,
-               sse_streams: int = event_service.SSE_STREAMS) -> Flask:
-    """The app; `sse_streams` caps open SSE streams across all BMCs (each holds a thread)."""
+               sse_streams: int = event_service.SSE_STREAMS,
+               event_destinations: Sequence[str] | None = None) -> Flask:
+    """The app; `sse_streams` caps open SSE streams across all BMCs (each holds a thread);
+    `event_destinations`, networks such as "10.0.0.0/8", is the allow list of where event
+    subscriptions may push (None: anywhere but link-local and the like, see
+    redfish.destinations)."""
     app = Flask(__name__)
     app.url_rule_class = LazyBuilderRule
     app.config["MAX_CONTENT_LENGTH"] = max_body
-    app.extensions["redfish.states"] = context.NodeStates(session_timeout, session_limit)
+    app.extensions["redfish.destinations"] = DestinationPolicy.from_networks(
+        event_destinations)
+    app.extensions["redfish.states"] = context.NodeStates(session_timeout, session_limit,
+                                                              session_user_limit)
     app.extensions["redfish.sse"] = {"slots": threading.BoundedSemaphore(sse_streams),
                                      "heartbeat": sse_heartbeat,
                                      "max_seconds": sse_max_seconds,
                                      "open": set()}  # the open streams' bodies
     for module in RESOURCES:
         app.register_blueprint(module.bp)
+    redact_logs()  # every redfish.* logger, Flask's own ("redfish.app") included
 
     # URI template -> every method some route offers there, for the Allow header
     allowed: dict[str, set[str]] = defaultdict(set)

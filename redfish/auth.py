@@ -27,9 +27,15 @@ log = logging.getLogger(__name__)
 
 #: idle seconds after which a session ends (reported as SessionService.SessionTimeout)
 DEFAULT_SESSION_TIMEOUT = 1800
-#: sessions per BMC; beyond it the least recently used one is dropped (clients such as sushy
-#: open a session per connection and not all of them log out)
+#: sessions per BMC (clients such as sushy open a session per connection and not all of them
+#: log out, so a user past its share loses its own least recently used session)
 DEFAULT_SESSION_LIMIT = 64
+#: one user's share of DEFAULT_SESSION_LIMIT: four busy users fit, none can crowd out the rest
+DEFAULT_SESSION_USER_LIMIT = 16
+
+
+class SessionLimitReached(Exception):
+    """Every session slot is held by other users: a login may not evict theirs."""
 
 # Redfish standard roles -> their privileges (DSP0266 "Roles")
 ROLE_PRIVILEGES: dict[str, frozenset[str]] = {
@@ -59,23 +65,34 @@ class SessionStore:
 
     def __init__(self, timeout: float = DEFAULT_SESSION_TIMEOUT,
                  limit: int = DEFAULT_SESSION_LIMIT,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 user_limit: int | None = None) -> None:
         self.timeout = timeout
         self.limit = limit
+        #: sessions one user may hold; None: a quarter of `limit` (at least 1)
+        self.user_limit = max(1, limit // 4) if user_limit is None else min(user_limit, limit)
         self._clock = clock  # injectable: tests step it instead of sleeping
         self._lock = threading.Lock()
         self._by_digest: dict[bytes, Session] = {}
         self._by_id: dict[str, tuple[bytes, Session]] = {}
 
     def create(self, user: User, client_address: str = "") -> tuple[Session, str]:
-        """A new session for `user` and its token (to hand out once, never to store)."""
+        """A new session for `user` and its token (to hand out once, never to store).
+
+        A user at its share, or with sessions when all slots are taken, loses its own least
+        recently used one; a user without any when all slots are taken by others gets
+        SessionLimitReached: one user's logins never end another user's sessions.
+        """
         token = secrets.token_urlsafe(32)
         with self._lock:
             now = self._clock()
             self._purge(now)
-            while len(self._by_id) >= self.limit:
-                oldest = min(self._by_id.values(), key=lambda pair: pair[1].last_used)
-                self._drop(oldest[1].id)
+            own = [s for _, s in self._by_id.values() if s.user_id == user.user_id]
+            own.sort(key=lambda s: s.last_used)
+            while own and (len(own) >= self.user_limit or len(self._by_id) >= self.limit):
+                self._drop(own.pop(0).id)
+            if len(self._by_id) >= self.limit:
+                raise SessionLimitReached()
             session_id = secrets.token_hex(8)
             while session_id in self._by_id:  # a 64-bit clash; cheap to rule out
                 session_id = secrets.token_hex(8)

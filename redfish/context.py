@@ -8,6 +8,7 @@ listening socket); `app.before_request` copies it and the authenticated principa
 from __future__ import annotations
 
 import json
+import re
 import threading
 import weakref
 from collections.abc import Iterable
@@ -37,9 +38,11 @@ class NodeState:
 class NodeStates:
     """NodeState per node, created on first use (nodes are only known per request)."""
 
-    def __init__(self, session_timeout: float, session_limit: int) -> None:
+    def __init__(self, session_timeout: float, session_limit: int,
+                 session_user_limit: int | None = None) -> None:
         self._timeout = session_timeout
         self._limit = session_limit
+        self._user_limit = session_user_limit
         self._lock = threading.Lock()
         self._states: weakref.WeakKeyDictionary[Node, NodeState] = weakref.WeakKeyDictionary()
 
@@ -47,7 +50,8 @@ class NodeStates:
         with self._lock:
             state = self._states.get(node)
             if state is None:
-                state = NodeState(SessionStore(self._timeout, self._limit))
+                state = NodeState(SessionStore(self._timeout, self._limit,
+                                               user_limit=self._user_limit))
                 self._states[node] = state
                 register_sessions(node, state.sessions)
             return state
@@ -113,7 +117,39 @@ def json_body() -> dict[str, Any]:
         raise error(400, "MalformedJSON") from None
     if not isinstance(body, dict):
         raise error(400, "UnrecognizedRequestBody")
+    # a lone surrogate can only come from a \uD800-\uDFFF escape (strict UTF-8 decoding
+    # refuses encoded ones), so the walk runs only for bodies with escapes
+    if b"\\u" in data and _has_lone_surrogate(body):
+        raise error(400, "MalformedJSON",
+                    resolution="Send every string as valid Unicode: an unpaired UTF-16 "
+                               "surrogate escape (such as \\ud800) cannot be stored, echoed "
+                               "or logged.")
     return body
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Does any string (key or value) in the parsed JSON `value` hold a UTF-16 surrogate?
+
+    json.loads joins a valid escaped pair into one character, so any surrogate left is a lone
+    one, which no UTF-8 encoder accepts: it would fail where the string is next encoded
+    (the answer, a log line, a subscriber's event), far from here. Iterative: no recursion
+    limit to hit on a deeply nested body.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def action_body() -> dict[str, Any]:

@@ -7,6 +7,7 @@ carries. Messages come from the DMTF Base message registry (the subset this serv
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -202,6 +203,39 @@ def redact_urls(text: str) -> str:
     return _CREDENTIALS.sub(r"\1***@", text)
 
 
+class RedactUrlsFilter(logging.Filter):
+    """Rewrites a record so that no URL credentials reach any handler: its message, and the
+    text of its traceback (an exception's message may quote a URL a client sent)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string is logging's problem, not ours
+            return True
+        record.msg, record.args = redact_urls(message), None
+        if record.exc_info and not record.exc_text:
+            # logging.Formatter uses exc_text when set: the redacted traceback is what is shown
+            record.exc_text = redact_urls(_FORMATTER.formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = redact_urls(record.stack_info)
+        return True
+
+
+_FORMATTER = logging.Formatter()
+REDACT_URLS = RedactUrlsFilter()
+
+
+def redact_logs(prefix: str = "redfish") -> None:
+    """Put REDACT_URLS on every logger named `prefix` or below it that exists now (a filter
+    on a logger does not apply to its children's records, so each gets its own)."""
+    names = [name for name in logging.root.manager.loggerDict
+             if name == prefix or name.startswith(f"{prefix}.")]
+    for name in [prefix, *names]:
+        logger = logging.getLogger(name)
+        if REDACT_URLS not in logger.filters:
+            logger.addFilter(REDACT_URLS)
+
+
 @dataclass(frozen=True)
 class Message:
     """One `@Message.ExtendedInfo` entry."""
@@ -236,6 +270,24 @@ class Message:
         return info
 
 
+#: most `@Message.ExtendedInfo` entries an answer carries: a body of 50,000 unknown properties
+#: would otherwise get a 20 MB answer (every entry ~400 bytes) for a 0.5 MiB request
+MAX_EXTENDED_INFO = 20
+
+
+def extended_info(messages: list[Message]) -> list[dict[str, Any]]:
+    """The `@Message.ExtendedInfo` of `messages`: the first MAX_EXTENDED_INFO, then one entry
+    saying how many more were left out."""
+    infos = [m.to_json() for m in messages[:MAX_EXTENDED_INFO]]
+    more = len(messages) - MAX_EXTENDED_INFO
+    if more > 0:
+        infos.append(Message(
+            "GeneralError", text=f"{more} more messages of this kind were left out.",
+            resolution="Correct the problems listed and resubmit the request to see the "
+                       "rest.").to_json())
+    return infos
+
+
 @dataclass(eq=False)  # eq would make the exception unhashable
 class RedfishError(Exception):
     """An HTTP error answer with a Redfish error body."""
@@ -248,7 +300,7 @@ class RedfishError(Exception):
         super().__init__(self.status, [m.message_id for m in self.messages])
 
     def body(self) -> dict[str, Any]:
-        infos = [m.to_json() for m in self.messages]
+        infos = extended_info(self.messages)
         if len(infos) == 1:
             # one problem: the top-level code/message name it, as most BMCs do
             code, message = infos[0]["MessageId"], infos[0]["Message"]

@@ -17,6 +17,7 @@ it waits); a subscription whose retries are all used up is terminated, as its
 
 from __future__ import annotations
 
+import base64
 import heapq
 import itertools
 import json
@@ -29,10 +30,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from bmc.logs import RESOURCE_EVENT
 from bmc.virtual_media import redact
 from redfish import paths
+from redfish.destinations import DestinationPolicy
 
 if TYPE_CHECKING:
     from bmc.logs import LogEntry
@@ -122,9 +125,35 @@ class Subscription:
     filter: EventFilter = field(default_factory=EventFilter)
     #: sent with every push (e.g. an auth token for the receiver); never shown back
     http_headers: dict[str, str] = field(default_factory=dict)
+    #: where pushes may go, checked again at each push (a host name may resolve anywhere)
+    policy: DestinationPolicy | None = None
     delivered: int = 0
     failed: int = 0  # events given up on (after every retry)
     terminated: bool = False
+
+
+def _split_credentials(url: str) -> tuple[str, str]:
+    """`url` without its user:password, and that user:password (percent-decoded; "" if none):
+    a destination's credentials are sent as HTTP Basic, as a browser would."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, ""
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user, _, password = userinfo.partition(":")
+    return (urlunsplit(parts._replace(netloc=host)),
+            f"{unquote(user)}:{unquote(password)}")
+
+
+def _opener() -> Any:
+    """urllib without redirects: a receiver may not send a push (and its headers) on to an
+    address the destination policy would refuse. A 3xx answer is a failed push."""
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    return urllib.request.build_opener(NoRedirect)
 
 
 @dataclass
@@ -243,12 +272,21 @@ class Deliverer:
         import urllib.error  # here, not at the top: ~30 ms that start-up need not pay
         import urllib.request
 
+        policy = subscription.policy
+        refused = policy.check_url(subscription.destination, resolve=True) if policy else None
+        if refused:
+            log.warning("event push to %s refused: %s", redact(subscription.destination),
+                        refused)
+            return False
         headers = {**subscription.http_headers, "Content-Type": "application/json",
                    "OData-Version": "4.0"}
-        request = urllib.request.Request(subscription.destination, data=payload,
-                                         headers=headers, method="POST")
+        url, credentials = _split_credentials(subscription.destination)
+        if credentials:  # urllib would take "user:password@host" for a host name
+            headers.setdefault("Authorization", "Basic " + base64.b64encode(
+                credentials.encode()).decode("ascii"))
+        request = urllib.request.Request(url, data=payload, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with _opener().open(request, timeout=self.timeout) as response:
                 response.read(65536)
             return True
         except (urllib.error.URLError, OSError, ValueError) as exc:
@@ -335,14 +373,16 @@ class EventService:
     # -- subscriptions ----------------------------------------------------------------------
     def subscribe(self, destination: str, context: str = "",
                   event_filter: EventFilter | None = None,
-                  http_headers: dict[str, str] | None = None) -> Subscription:
+                  http_headers: dict[str, str] | None = None,
+                  policy: DestinationPolicy | None = None) -> Subscription:
         with self._lock:
             if len(self._subscriptions) >= MAX_SUBSCRIPTIONS:
                 raise OverflowError("subscription limit reached")
             sub_id = str(next(self._sub_ids))
             subscription = Subscription(sub_id, destination, context,
                                         filter=event_filter or EventFilter(),
-                                        http_headers=dict(http_headers or {}))
+                                        http_headers=dict(http_headers or {}),
+                                        policy=policy)
             self._subscriptions[sub_id] = subscription
             return subscription
 

@@ -24,7 +24,7 @@ from typing import Any, Union
 from flask import request
 
 from redfish import odata
-from redfish.errors import Message, RedfishError, error
+from redfish.errors import Message, RedfishError, error, extended_info
 
 #: returns why a value is unacceptable (PropertyValueFormatError) or None
 Check = Callable[[Any], str | None]
@@ -145,7 +145,7 @@ def parse_patch(body: dict[str, Any], shape: Shape, current: dict[str, Any]) -> 
 def with_ignored(body: odata.Body, patch: Patch) -> odata.Body:
     """The resource after a partial PATCH: it says which properties were not changed."""
     if patch.ignored:
-        return {**body, "@Message.ExtendedInfo": [m.to_json() for m in patch.ignored]}
+        return {**body, "@Message.ExtendedInfo": extended_info(patch.ignored)}
     return body
 
 

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from redfish import NODE_ENVIRON_KEY
+from redfish import LOCAL_ADDRESS_KEY, NODE_ENVIRON_KEY
 
 if TYPE_CHECKING:
     from bmc.node import Node
@@ -36,9 +36,6 @@ log = logging.getLogger(__name__)
 _WAITRESS_MAX_BODY = 2 * 1024 * 1024
 _BACKLOG = 128
 
-
-#: the WSGI environ key of the connection's local address (set by our waitress task)
-LOCAL_ADDRESS_KEY = "bmc_emulator.local_address"
 
 
 class _AddressBinder:

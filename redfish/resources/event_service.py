@@ -24,7 +24,8 @@ from flask import Blueprint, Flask, Response, current_app, request
 
 from bmc.logs import RESOURCE_EVENT
 from bmc.virtual_media import redact
-from redfish import context, odata, paths
+from redfish import LOCAL_ADDRESS_KEY, context, odata, paths
+from redfish.destinations import DestinationPolicy
 from redfish.errors import error
 from redfish.event_service import (
     RETRY_POLICY,
@@ -129,7 +130,8 @@ def subscription_body(sub: Subscription) -> Body:
         "EventDestination", paths.subscription(sub.id),
         Id=sub.id,
         Name=f"Event subscription {sub.id}",
-        Destination=sub.destination,
+        # its user:password is write-only, like HttpHeaders: shown to nobody
+        Destination=redact(sub.destination),
         Context=sub.context,
         Protocol=sub.protocol,
         SubscriptionType="RedfishEvent",
@@ -198,15 +200,37 @@ def subscribe() -> Response:
         resource_types=params.get("ResourceTypes", []),
         origin_resources=[str(o) for o in origins],
         subordinate_resources=params.get("SubordinateResources", False))
+    policy = _policy()
+    refused = policy.check_url(params["Destination"], resolve=False)
+    if refused:
+        log.info("%s: event destination %s refused: %s", node.name,
+                 redact(params["Destination"]), refused)
+        raise error(400, "PropertyValueNotInList", params["Destination"], "Destination",
+                    related="#/Destination",
+                    resolution=f"Choose another destination: this one is {refused}; see "
+                               "the README on event destinations.")
     try:
         sub = events_of(node).subscribe(params["Destination"], params.get("Context", ""),
-                                           event_filter, headers)
+                                        event_filter, headers, policy)
     except OverflowError:
         raise error(400, "EventSubscriptionLimitExceeded") from None
     log.info("%s: event subscription %s to %s by %s", node.name, sub.id, redact(sub.destination),
              context.principal().user.name)
     uri = paths.subscription(sub.id)
     return odata.json_response(subscription_body(sub), 201, {"Location": uri})
+
+
+def _policy() -> DestinationPolicy:
+    """The app's destination policy, knowing this BMC's own listener (where this request came
+    in: the address and port its events must never go to)."""
+    policy: DestinationPolicy = current_app.extensions["redfish.destinations"]
+    environ = request.environ
+    address = environ.get(LOCAL_ADDRESS_KEY) or environ.get("SERVER_NAME", "")
+    try:
+        port = int(environ.get("SERVER_PORT", "0"))
+    except ValueError:
+        return policy
+    return policy.with_own(address, port)
 
 
 def _subscription(sub_id: str) -> Subscription:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, Response, request
 
 from redfish import context, odata, paths
-from redfish.auth import Principal, Session, login
+from redfish.auth import Principal, Session, SessionLimitReached, login
 from redfish.errors import error, unauthorized
 from redfish.odata import Body, link
 
@@ -79,7 +79,14 @@ def create_session() -> Response:
     if user is None:
         log.info("%s: Redfish login refused for %r", node.name, credentials[0])
         raise unauthorized()
-    session, token = context.state().sessions.create(user, request.remote_addr or "")
+    try:
+        session, token = context.state().sessions.create(user, request.remote_addr or "")
+    except SessionLimitReached:
+        log.warning("%s: Redfish login of %s refused: all sessions are held by other users",
+                    node.name, user.name)
+        raise error(503, "CreateLimitReachedForResource", headers={"Retry-After": "60"},
+                    resolution="Wait for other users' sessions to end or expire, or ask an "
+                               "administrator to delete some, and retry.") from None
     log.info("%s: session %s opened for %s", node.name, session.id, user.name)
     uri = paths.session(session.id)
     return odata.json_response(session_body(session), status=201,

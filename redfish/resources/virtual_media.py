@@ -52,7 +52,8 @@ def media_body(slot: MediaSlot) -> Body:
         Id=slot.id,
         Name=slot.name,
         MediaTypes=list(slot.media_types),
-        Image=slot.image,
+        # an image URL's user:password is write-only, like Password: shown to nobody
+        Image=redact(slot.image) if slot.image else slot.image,
         ImageName=slot.image_name,
         Inserted=slot.inserted,
         WriteProtected=slot.write_protected,

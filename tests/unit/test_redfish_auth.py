@@ -53,7 +53,7 @@ def test_idle_sessions_expire() -> None:
 
 
 def test_limit_drops_the_least_recently_used() -> None:
-    store, sessions = users(), SessionStore(limit=3)
+    store, sessions = users(), SessionStore(limit=3, user_limit=3)
     user = store.by_name("admin")
     assert user is not None
     tokens = [sessions.create(user)[1] for _ in range(3)]
