@@ -57,6 +57,8 @@ class User:
     ipmi_messaging: bool = True
     link_auth: bool = False
     callback_only: bool = False
+    #: counts password changes: a session opened before one (Redfish, IPMI) has ended
+    credentials_epoch: int = 0
 
     def password_bytes(self) -> bytes:
         return self.password.encode()
@@ -154,6 +156,7 @@ class UserStore:
         with self._lock:
             user = self._slot_for_change(user_id)
             user.password = password
+            user.credentials_epoch += 1
             return user
 
     def set_enabled(self, user_id: int, enabled: bool) -> User:

@@ -194,6 +194,16 @@ class BmcEndpoint:
                     self._drop_half_open(session)
         self.controller.watchdog.poll(self.node)
 
+    def _credentials_changed(self, session: Session) -> bool:
+        """The session's user changed its password since it logged in: the session ends, as
+        its Redfish sessions do (whoever knew the old password is out)."""
+        if session.user is None or session.user.credentials_epoch == session.credentials_epoch:
+            return False
+        self.sessions.pop(session.bmc_id, None)  # its SOL payload ends with it (_session_alive)
+        log.info("%s: IPMI session %#x of %r ended: its password changed", self.node.name,
+                 session.bmc_id, session.user.name)
+        return True
+
     def _drop_half_open(self, session: Session) -> None:
         """Forget a half-open session. One that got our RAKP2 and never sent RAKP3 is a
         client that found our RAKP2 wrong, i.e. a wrong password (ipmitool says nothing,
@@ -281,6 +291,8 @@ class BmcEndpoint:
         session = self.sessions.get(sid)
         if session is None or session.stage is not Stage.ACTIVE or session.keys is None:
             return None  # nothing we could sign an answer with
+        if self._credentials_changed(session):
+            return None
         keys = session.keys
         packet = wire.parse_v20(data, keys.suite.icv_length)
         if not packet.authenticated or not keys.verify(packet.signed, packet.authcode):
@@ -420,6 +432,7 @@ class BmcEndpoint:
         icv = hmac_digest(suite, session.keys.sik, session.console_random
                           + struct.pack("<I", session.bmc_id) + self.guid)[: suite.icv_length]
         session.stage, session.last_activity = Stage.ACTIVE, self.clock()
+        session.credentials_epoch = user.credentials_epoch
         self.node.lockout.succeeded(user.name, _source(peer))
         # the operating privilege starts at USER (or the lower limit) until the console
         # raises it with Set Session Privilege Level
@@ -452,6 +465,8 @@ class BmcEndpoint:
         session = self.sessions.get(packet.session_id)
         if (session is None or session.v15_authtype is None or session.user is None
                 or packet.authtype != session.v15_authtype or session.peer != peer):
+            return None
+        if session.stage is Stage.ACTIVE and self._credentials_changed(session):
             return None
         password = session.user.password_bytes()
         expected = self._v15_authcode(session.v15_authtype, password, packet.session_id,

@@ -32,6 +32,8 @@ class Session:
     suite: CipherSuite | None = None
     requested_privilege: Privilege = Privilege.ADMINISTRATOR
     user: User | None = None
+    #: the user's credentials epoch when the session opened: a password change ends it
+    credentials_epoch: int = 0
     max_privilege: Privilege = Privilege.USER  # the limit negotiated at activation
     privilege: Privilege = Privilege.USER  # the current (Set Session Privilege Level)
     keys: SessionKeys | None = None

@@ -57,6 +57,8 @@ class Session:
     user_name: str
     client_address: str
     created: float = field(default_factory=time.time)  # wall clock, for CreatedTime
+    #: the user's credentials epoch at login: a password change since ends the session
+    credentials_epoch: int = 0
     last_used: float = field(default_factory=time.monotonic)
 
 
@@ -97,7 +99,7 @@ class SessionStore:
             while session_id in self._by_id:  # a 64-bit clash; cheap to rule out
                 session_id = secrets.token_hex(8)
             session = Session(session_id, user.user_id, user.name, client_address,
-                              last_used=now)
+                              last_used=now, credentials_epoch=user.credentials_epoch)
             digest = _digest(token)
             self._by_digest[digest] = session
             self._by_id[session_id] = (digest, session)
@@ -191,7 +193,8 @@ def from_token(users: UserStore, sessions: SessionStore, token: str) -> Principa
         return None
     # the account may have been deleted, renamed or disabled (e.g. over IPMI) since login
     user = users.by_id(session.user_id)
-    if not usable(user) or user is None or user.name != session.user_name:
+    if (not usable(user) or user is None or user.name != session.user_name
+            or user.credentials_epoch != session.credentials_epoch):  # password changed
         sessions.delete(session.id)
         return None
     return Principal(user, session)

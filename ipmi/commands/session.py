@@ -103,6 +103,7 @@ def activate_session(ctx: Context) -> bytes:
         ctx.endpoint.close_session(session.bmc_id)
         raise IpmiError(CC_NO_SESSION_SLOT)
     session.stage = Stage.ACTIVE
+    session.credentials_epoch = session.user.credentials_epoch
     session.max_privilege = privilege
     session.privilege = min(Privilege.USER, privilege)
     # Our replies are numbered from 1: freeipmi checks them against a window starting at 0

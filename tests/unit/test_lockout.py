@@ -112,3 +112,24 @@ def test_redfish_wrong_passwords_lock_out_their_source_only() -> None:
     # the same lockout holds for IPMI from that source, not from the owner's
     assert _login(endpoint, "10.0.0.66") == 0x0D
     assert isinstance(_login(endpoint, "10.0.0.1", console_id=3), Console)
+
+
+def test_a_password_change_ends_the_sessions_opened_before_it() -> None:
+    """Whoever knew the old password is out at once, over IPMI and Redfish."""
+    endpoint, _ = make()
+    node = endpoint.node
+    console = _login(endpoint, "10.0.0.1")
+    assert isinstance(console, Console)
+    assert console.call(0x06, 0x01) is not None  # Get Device ID: the session works
+    client = _redfish(node, "10.0.0.1")
+    login = client.post("/redfish/v1/SessionService/Sessions",
+                        json={"UserName": "admin", "Password": "password"})
+    token = login.headers["X-Auth-Token"]
+    assert client.get("/redfish/v1/Systems", headers={"X-Auth-Token": token}).status_code == 200
+    admin = node.users.by_name("admin")
+    assert admin is not None
+    node.users.set_password(admin.user_id, "changed")
+    assert console.call(0x06, 0x01) is None  # the IPMI session has ended
+    assert client.get("/redfish/v1/Systems",
+                      headers={"X-Auth-Token": token}).status_code == 401
+    assert isinstance(_login(endpoint, "10.0.0.1", password="changed", console_id=9), Console)
