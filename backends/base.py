@@ -164,6 +164,9 @@ class Backend(ABC):
     #: the firmware's boot mode for the next boot (True = UEFI); the node model sets it before
     #: each power_on/reset/power_cycle, so the signatures below stay the same for every backend
     boot_uefi: bool = False
+    #: the server's power lives only in this process (memory): with a state dir, the node
+    #: saves it and restores it at the next start (bmc/state.py)
+    volatile: bool = False
     #: set by the node model: called with (state, reason) when the server's power changes
     #: by itself or from outside (its process exited, the VM was shut down from inside, a
     #: container was stopped with `docker stop`); may come from any thread

@@ -15,6 +15,7 @@ from backends.settings import seconds
 class MemoryBackend(Backend):
     kind = "memory"
     capabilities = Capabilities(power_events=True)  # nothing changes it but us
+    volatile = True  # its power is a field: the state store keeps it across restarts
 
     def __init__(self, *, power_on: bool = False, action_delay: float = 0.0,
                  node_name: str = "") -> None:

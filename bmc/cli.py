@@ -57,6 +57,10 @@ def main() -> None:
 @click.option("--shard", envvar="BMC_EMULATOR_SHARD", show_envvar=True, metavar="I/N|NODES",
               help="Serve only part of the fleet: node k when k mod N = I, or the listed "
                    "node names or indices (comma-separated). Nodes keep their fleet ports.")
+@click.option("--state-dir", metavar="DIR", envvar="BMC_EMULATOR_STATE_DIR", show_envvar=True,
+              help="Keep users, boot overrides and a memory node's power in DIR/state.sqlite3 "
+                   "across restarts (even kill -9).  [default: the config's "
+                   "defaults.state_dir, else none: state is lost on exit]")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
               default="info", show_default=True, help="Logging to stderr.")
 @click.option("--manage", is_flag=True,
@@ -67,7 +71,8 @@ def serve(config_file: Path | None, nodes: int | None, backend: str | None, bind
           address_base: str | None, ipmi_port_base: int | None, redfish_port_base: int | None,
           console_port_base: int | None, username: str | None,
           password: str | None, log_level: str, manage: bool,
-          manage_socket: str | None, shard: str | None = None) -> None:
+          manage_socket: str | None, shard: str | None = None,
+          state_dir: str | None = None) -> None:
     """Serve IPMI and Redfish for every node until SIGINT or SIGTERM.
 
     Flags override the config file's `defaults:`; a node's own settings win over both.
@@ -79,7 +84,7 @@ def serve(config_file: Path | None, nodes: int | None, backend: str | None, bind
     overrides = Overrides(nodes=nodes, bind=bind, username=username, password=password,
                           ipmi_port_base=ipmi_port_base, redfish_port_base=redfish_port_base,
                           console_port_base=console_port_base, address_base=address_base,
-                          backend=backend)
+                          backend=backend, state_dir=state_dir)
     try:
         if config_file is None:
             config = default_config(overrides)

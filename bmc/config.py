@@ -133,6 +133,8 @@ class Defaults:
     backend: str = DEFAULT_KIND
     backend_settings: dict[str, Any] = field(default_factory=dict)
     backend_from: str | None = None  # see NodeConfig.backend_from
+    #: where the emulator keeps what must survive a restart (bmc/state.py); None: nowhere
+    state_dir: str | None = None
 
     def updated(self, **values: Any) -> Defaults:
         """A copy with every value that is not None replaced."""
@@ -152,6 +154,7 @@ class Overrides:
     console_port_base: int | None = None
     address_base: str | None = None
     backend: str | None = None  # a backend type; its settings come from the file, if the same
+    state_dir: str | None = None
 
     def given(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)

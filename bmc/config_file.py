@@ -555,6 +555,7 @@ def _file_schema() -> Any:
         ipmi_idle_timeout: float | None = None
         address_base: str | None = None
         backend: BackendModel | None = None
+        state_dir: str | None = Field(default=None, min_length=1)
 
         _bind = field_validator("bind")(_optional(check_address))
         _address_base = field_validator("address_base")(_optional(check_address_base))

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bmc.config import Config, ConfigError, Defaults, NodeConfig, check_nodes
 from bmc.manage import NodeRefused
 from bmc.node import Node
+
+if TYPE_CHECKING:
+    from bmc.state import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +26,10 @@ log = logging.getLogger(__name__)
 class Fleet:
     """Nodes by name with their config, and the servers serving them. Thread-safe."""
 
-    def __init__(self, config: Config, nodes: list[Node], ipmi: Any, redfish: Any) -> None:
+    def __init__(self, config: Config, nodes: list[Node], ipmi: Any, redfish: Any,
+                 store: StateStore | None = None) -> None:
         self.config = config
+        self.store = store  # added nodes keep their state too
         self.ipmi = ipmi
         self.redfish = redfish
         self._lock = threading.Lock()
@@ -60,7 +65,7 @@ class Fleet:
             if problems:
                 raise NodeRefused([_without_file(str(p)) for p in problems])
             try:
-                node = build_node(spec)
+                node = build_node(spec, self.store)
             except (ConfigError, StartupError) as exc:
                 problems = getattr(exc, "problems", [exc])
                 raise NodeRefused([_without_file(str(p)) for p in problems]) from None

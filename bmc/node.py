@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from bmc.secure_boot import SecureBoot
     from bmc.sel import SystemEventLog
     from bmc.sensors import SensorModel, SensorSpec
+    from bmc.state import NodeState
     from bmc.tasks import TaskStore
     from bmc.virtual_media import VirtualMedia
 
@@ -203,8 +204,10 @@ class Node:
     def __init__(self, name: str, backend: Backend, users: UserStore | None = None,
                  uuid: str | None = None, identity: Identity | None = None,
                  sensors: list[SensorSpec] | None = None,
-                 console: ConsoleHub | None = None) -> None:
+                 console: ConsoleHub | None = None, state: NodeState | None = None) -> None:
         self.name = name
+        #: what survives a restart (bmc/state.py); None: everything lives in memory only
+        self.state = state
         self.backend = backend
         # the serial console (IPMI SOL, WebSocket), and news of the server stopping by itself
         self.console = console or ConsoleHub(backend, name=name)
@@ -231,10 +234,38 @@ class Node:
         # the server's own sensors and event log, for a backend that reads them (capabilities)
         self._backend_readings: list[SensorReading] | None = None
         self._log_cursor: str | None = None
+        self._restore()
         self._read_initial_power()
         if self._power is not PowerState.OFF or self._fault is not None:
             # a running server can stop by itself: the SEL must have seen it running
             self.build_features()
+
+    def _restore(self) -> None:
+        """Take back the saved boot override, and the power of a backend that keeps none."""
+        if self.state is None:
+            return
+        saved = self.state.get("boot", "override")
+        if saved is not None:
+            self._boot = BootOverride(BootDevice(saved["device"]), bool(saved["persistent"]),
+                                      bool(saved["uefi"]))
+        power = self.state.get("power", "state") if self.backend.volatile else None
+        if power is not None and PowerState(power) is not self.backend.power_state():
+            # the server "kept running" while the emulator was down: no boot, no SEL entry
+            if PowerState(power) is PowerState.ON:
+                self.backend.power_on(BootDevice.NONE)
+            else:
+                self.backend.power_off()
+
+    def _save_boot(self) -> None:  # with the lock held: saves land in the order of changes
+        if self.state is not None:
+            boot = self._boot
+            self.state.save("boot", "override", {"device": boot.device.value,
+                                                 "persistent": boot.persistent,
+                                                 "uefi": boot.uefi})
+
+    def _save_power(self, state: PowerState) -> None:
+        if self.state is not None and self.backend.volatile:
+            self.state.save("power", "state", state.value)
 
     def _read_initial_power(self) -> None:
         """The power state at start: asked directly of a backend whose state is its own
@@ -383,6 +414,8 @@ class Node:
             previous = self._transition
             if isinstance(target, PowerState):
                 self._transition = target
+                # the intent, before the client hears "accepted" (IPMI answers at once)
+                self._save_power(target)
         try:
             return self.worker.submit(lambda: self._carry_out(action, cause))
         except NodeBusy:
@@ -450,6 +483,7 @@ class Node:
                     PowerAction.POWER_CYCLE)
         with self._lock:
             self._power = after
+            self._save_power(after)
             self._fault = None
             if after is PowerState.ON and (not is_on or action in restarts):
                 default = (RestartCause.POWER_BUTTON if action is PowerAction.PUSH_POWER_BUTTON
@@ -623,6 +657,7 @@ class Node:
             self.backend.boot_uefi = override.uefi  # the firmware's mode for this boot
             if not override.persistent and override.device is not BootDevice.NONE:
                 self._boot = BootOverride(uefi=override.uefi)
+                self._save_boot()
             return override.device
 
     # -- boot override ----------------------------------------------------------------------
@@ -643,6 +678,7 @@ class Node:
             if uefi is not None:
                 changes["uefi"] = uefi
             self._boot = replace(self._boot, **changes)
+            self._save_boot()
             boot = self._boot
         self._emit("boot-override", device=boot.device.value, persistent=boot.persistent,
                    uefi=boot.uefi)
@@ -660,6 +696,7 @@ class Node:
             if self._power is state:
                 return  # already known (our own action's result, or an earlier report)
             self._power = state
+            self._save_power(state)
         action = "ServerExited" if state is PowerState.OFF else "ServerStarted"
         before = PowerState.ON if state is PowerState.OFF else PowerState.OFF
         self._emit("power", action=action, before=before.value, after=state.value,

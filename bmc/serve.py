@@ -15,6 +15,7 @@ from bmc.backend_settings import constructor_problem
 from bmc.config import Config, ConfigError, NodeConfig, Problem
 from bmc.console import ConsoleHub
 from bmc.node import Identity, Node
+from bmc.state import StateError, StateStore
 from bmc.users import UserStore
 
 if TYPE_CHECKING:
@@ -58,13 +59,15 @@ def run(config: Config, stop: threading.Event | None = None, out: TextIO | None 
     nodes: list[Node] = []
     servers: list[Server] = []
     fleet: Fleet | None = None
+    store: StateStore | None = None
     try:
         from bmc.limits import check_descriptors
 
         too_many = check_descriptors(config)
         if too_many:
             raise StartupError(too_many)
-        nodes = build_nodes(config)
+        store = open_state(config)
+        nodes = build_nodes(config, store)
         # IPMI first: clients such as ironic poll IPMI right after launch, and the Redfish
         # front end (Flask) is the slower one to import and start
         servers.append(_start("IPMI", _ipmi_server, config, nodes))
@@ -76,7 +79,7 @@ def run(config: Config, stop: threading.Event | None = None, out: TextIO | None 
             from bmc.fleet import Fleet
             from bmc.manage import ManagementServer
 
-            fleet = Fleet(config, nodes, servers[0], servers[1])
+            fleet = Fleet(config, nodes, servers[0], servers[1], store)
             servers.append(_start("management API", lambda *_: ManagementServer(
                 manage_socket, fleet), config, []))
         print_table(config, out)
@@ -88,11 +91,28 @@ def run(config: Config, stop: threading.Event | None = None, out: TextIO | None 
     finally:
         # the nodes served now: with the management API, some may have come or gone
         _shutdown(servers, fleet.nodes() if fleet is not None else nodes)
+        if store is not None:
+            store.close()
         restore()
     return 0
 
 
-def build_nodes(config: Config) -> list[Node]:
+def open_state(config: Config) -> StateStore | None:
+    """The state store of `defaults.state_dir` (None: none); StartupError if unreadable."""
+    directory = config.defaults.state_dir if config.defaults is not None else None
+    if directory is None:
+        return None
+    from bmc.state import StateError, open_store
+
+    try:
+        store = open_store(directory)
+    except StateError as exc:
+        raise StartupError(f"{exc} (not reset: move it away to start afresh)") from exc
+    log.info("state kept in %s", store.path)
+    return store
+
+
+def build_nodes(config: Config, store: StateStore | None = None) -> list[Node]:
     """One Node per configured node; all or nothing (backends already made are closed).
 
     Every node is tried before a ConfigError is raised, so that it names every backend that
@@ -103,7 +123,7 @@ def build_nodes(config: Config) -> list[Node]:
     try:
         for spec in config.nodes:
             try:
-                nodes.append(build_node(spec))
+                nodes.append(build_node(spec, store))
             except ConfigError as exc:
                 problems += exc.problems
         if problems:
@@ -114,7 +134,7 @@ def build_nodes(config: Config) -> list[Node]:
     return nodes
 
 
-def build_node(spec: NodeConfig) -> Node:
+def build_node(spec: NodeConfig, store: StateStore | None = None) -> Node:
     try:
         backend = create_backend(spec.backend, dict(spec.backend_settings), spec.name)
     except (TypeError, ValueError) as exc:  # settings the backend does not take
@@ -130,10 +150,18 @@ def build_node(spec: NodeConfig) -> Node:
     except ValueError as exc:
         backend.close()
         raise ConfigError([spec.problem("users", str(exc))]) from exc
+    state = store.node(spec.name) if store is not None else None
+    if state is not None:
+        try:
+            users.attach(state)  # the saved users replace the configured ones
+        except (ValueError, StateError) as exc:
+            backend.close()
+            raise StartupError(f"node '{spec.name}': {store.path}: {exc}") from exc
     console = ConsoleHub(backend, name=spec.name, buffer_size=spec.console.buffer_size,
                          log_path=spec.console.log, novnc_url=spec.console.novnc_url)
     node = Node(spec.name, backend, users, console=console, identity=_identity(spec),
-                sensors=profile_from_config(spec.sensors) if spec.sensors else None)
+                sensors=profile_from_config(spec.sensors) if spec.sensors else None,
+                state=state)
     return node
 
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hmac
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bmc.state import NodeState
 
 
 class Privilege(IntEnum):
@@ -76,6 +80,27 @@ class UserStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._users: dict[int, User] = {}
+        self._state: NodeState | None = None
+
+    # -- persistence (bmc/state.py): the whole table, saved under the lock after each change --
+    def attach(self, state: NodeState) -> None:
+        """Keep the table in `state`: the saved table replaces this one (the configured users
+        were only the first start's); with none saved yet, this one is saved."""
+        saved = state.get("users", "table")
+        with self._lock:
+            if saved is not None:
+                try:
+                    self._users = {int(k): _user_from(v) for k, v in saved.items()}
+                except (TypeError, ValueError, KeyError) as exc:
+                    raise ValueError(f"saved user table is not readable: {exc}") from exc
+            self._state = state
+            if saved is None:
+                self._save()
+
+    def _save(self) -> None:
+        if self._state is not None:
+            self._state.save("users", "table",
+                             {str(i): asdict(u) for i, u in self._users.items()})
 
     def add(self, name: str, password: str, privilege: Privilege = Privilege.ADMINISTRATOR,
             user_id: int | None = None, enabled: bool = True) -> User:
@@ -96,6 +121,7 @@ class UserStore:
                 raise ValueError(f"user id {user_id} is taken")
             user = User(user_id, name, password, privilege, enabled)
             self._users[user_id] = user
+            self._save()
             return user
 
     def _find(self, name: str) -> User | None:
@@ -148,6 +174,7 @@ class UserStore:
             user.name = name
             if not name:
                 user.enabled = False  # never an enabled null user
+            self._save()
             return user
 
     def set_password(self, user_id: int, password: str) -> User:
@@ -157,6 +184,7 @@ class UserStore:
             user = self._slot_for_change(user_id)
             user.password = password
             user.credentials_epoch += 1
+            self._save()
             return user
 
     def set_enabled(self, user_id: int, enabled: bool) -> User:
@@ -165,6 +193,7 @@ class UserStore:
             if enabled and not user.name:
                 raise ValueError("a user without a name cannot be enabled")
             user.enabled = enabled
+            self._save()
             return user
 
     def set_access(self, user_id: int, *, privilege: Privilege | None = None,
@@ -181,11 +210,13 @@ class UserStore:
                 user.link_auth = link_auth
             if callback_only is not None:
                 user.callback_only = callback_only
+            self._save()
             return user
 
     def remove(self, user_id: int) -> None:
         with self._lock:
             self._users.pop(user_id, None)
+            self._save()
 
     def authenticate(self, name: str, password: str) -> User | None:
         """The user if `name`/`password` match an enabled account (constant-time compare)."""
@@ -195,6 +226,10 @@ class UserStore:
         if not hmac.compare_digest(user.password.encode(), password.encode()):
             return None
         return user
+
+
+def _user_from(saved: dict[str, Any]) -> User:
+    return User(**{**saved, "privilege": Privilege(saved["privilege"])})
 
 
 def _check_id(user_id: int) -> None:

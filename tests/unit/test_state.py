@@ -1,0 +1,104 @@
+"""The state store (bmc/state.py): round trips through the features, and refused bad files."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from backends.base import BootDevice, PowerState
+from backends.memory import MemoryBackend
+from bmc.node import Node, PowerAction
+from bmc.state import FILENAME, StateError, open_store
+from bmc.users import Privilege, UserStore
+
+
+def test_corrupt_database_is_reported_with_its_name_and_kept(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    store.node("n").save("boot", "override", {"device": "pxe"})
+    store.close()
+    path = tmp_path / FILENAME
+    data = bytearray(path.read_bytes())
+    data[0:16] = b"garbage garbage!"  # the SQLite header
+    path.write_bytes(bytes(data))
+    with pytest.raises(StateError, match=str(path)):
+        open_store(tmp_path)
+    assert path.read_bytes() == bytes(data)  # never reset
+
+
+def test_corrupt_value_is_reported(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    store.close()
+    with sqlite3.connect(tmp_path / FILENAME) as db:
+        db.execute("INSERT INTO state VALUES ('n', 'users', 'table', '{not json')")
+    store = open_store(tmp_path)
+    with pytest.raises(StateError, match=f"{tmp_path / FILENAME}.*node 'n' users table"):
+        UserStore().attach(store.node("n"))
+
+
+def test_files_are_private(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "state")
+    store.node("n").save("k", "v", 1)
+    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
+    for path in (tmp_path / "state").iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    store.close()
+
+
+def test_users_survive_and_replace_configured_ones(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    users = UserStore()
+    users.add("admin", "password")
+    users.attach(store.node("a"))
+    users.set_password(2, "changed")
+    users.set_name(3, "bob")
+    users.set_access(3, privilege=Privilege.OPERATOR)
+    users.set_enabled(3, True)
+    store.close()
+
+    store = open_store(tmp_path)
+    again = UserStore()
+    again.add("admin", "password")  # the config's user, as at every start
+    again.attach(store.node("a"))
+    assert again.authenticate("admin", "changed") is not None
+    assert again.authenticate("admin", "password") is None
+    bob = again.by_name("bob")
+    assert bob is not None and bob.enabled and bob.privilege is Privilege.OPERATOR
+    fresh = UserStore()
+    fresh.add("admin", "password")
+    fresh.attach(store.node("other"))  # keyed by node: another node's table is its own
+    assert fresh.authenticate("admin", "password") is not None
+    store.close()
+
+
+def test_boot_override_and_memory_power_survive(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    node = Node("a", MemoryBackend(), state=store.node("a"))
+    node.set_boot_override(BootDevice.PXE, persistent=False)
+    node.power(PowerAction.ON, timeout=5)
+    assert node.boot_override.device is BootDevice.NONE  # consumed by the boot
+    node.set_boot_override(BootDevice.CDROM, persistent=True, uefi=True)
+    node.worker.close()
+    store.close()
+
+    store = open_store(tmp_path)
+    backend = MemoryBackend()
+    again = Node("a", backend, state=store.node("a"))
+    assert again.boot_override.device is BootDevice.CDROM
+    assert again.boot_override.persistent and again.boot_override.uefi
+    assert again.power_state is PowerState.ON and backend.power_state() is PowerState.ON
+    again.power(PowerAction.FORCE_OFF, timeout=5)
+    again.worker.close()
+    store.close()
+    store = open_store(tmp_path)
+    assert Node("a", MemoryBackend(), state=store.node("a")).power_state is PowerState.OFF
+    store.close()
+
+
+def test_no_store_keeps_todays_behaviour() -> None:
+    node = Node("a", MemoryBackend())
+    assert node.state is None
+    node.set_boot_override(BootDevice.PXE)
+    assert node.boot_override.device is BootDevice.PXE
