@@ -1,0 +1,176 @@
+"""`serve --state-dir`: every change a real client was told succeeded is still there after the
+emulator is SIGKILLed mid-stream and started again on the same state directory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import requests
+from conftest import Emulator, Launcher
+from e2e_helpers import ipmitool_as, run
+
+TIMEOUT = 10
+ACCOUNTS = "/redfish/v1/AccountService/Accounts"
+BOOT_TEXT = {"pxe": "Force PXE", "disk": "Force Boot from default Hard-Drive",
+             "cdrom": "Force Boot from CD/DVD"}
+#: changes acknowledged before the kill (the stream goes on while the kill lands)
+KILL_AFTER = 10
+STREAM_SECONDS = 60
+
+
+class Stream:
+    """Changes made one after another by real clients; for each kind of state, the values
+    acknowledged (the client reported success) and the one in flight when the stream broke."""
+
+    def __init__(self) -> None:
+        self.acked: dict[str, list[str]] = {}
+        self.in_flight: dict[str, str] = {}
+        self.count = 0
+        self.stopped = threading.Event()
+
+    def change(self, kind: str, value: str, do: Callable[[], bool]) -> bool:
+        self.in_flight = {kind: value}
+        if not do():
+            return False
+        self.acked.setdefault(kind, []).append(value)
+        self.in_flight = {}
+        self.count += 1
+        return True
+
+    def accepted(self, kind: str) -> set[str]:
+        """What the state may be after the restart: the last acknowledged value, or the one
+        the emulator may have saved just before the kill, without the client hearing so."""
+        values = {self.acked[kind][-1]} if kind in self.acked else set()
+        return values | ({self.in_flight[kind]} if kind in self.in_flight else set())
+
+
+def _ipmi_ok(command: list[str]) -> bool:
+    return run(command, timeout=30).returncode == 0
+
+
+def test_acknowledged_changes_survive_sigkill(emulator_factory: Launcher, tmp_path: Path,
+                                              measured: Callable[[str], None]) -> None:
+    state_dir = tmp_path / "state"
+    args = ["--state-dir", str(state_dir)]
+    bmc = emulator_factory(nodes=[{"name": "a"}, {"name": "b"}], args=args)
+    a = bmc.nodes[0]
+    admin = (bmc.username, bmc.password)
+    # an IPMI user and a Redfish account whose passwords the stream changes
+    for command in (["user", "set", "name", "3", "op"], ["user", "set", "password", "3", "p0"],
+                    ["user", "priv", "3", "4", "1"], ["user", "enable", "3"]):
+        assert run(bmc.ipmitool(a, *command)).returncode == 0
+    created = requests.post(f"{a.redfish_url}{ACCOUNTS}", auth=admin, timeout=TIMEOUT,
+                            json={"UserName": "rf", "Password": "rfpass-0", "RoleId": "Operator"})
+    assert created.status_code == 201, created.text
+    rf_uri = a.redfish_url + created.headers["Location"]
+
+    stream = Stream()
+
+    def changes() -> None:
+        devices = list(BOOT_TEXT)
+        for i in range(1, 1000):
+            if stream.stopped.is_set():
+                return
+            steps = [
+                ("op-password", f"p{i}", lambda i=i: _ipmi_ok(
+                    bmc.ipmitool(a, "user", "set", "password", "3", f"p{i}"))),
+                ("bootdev", devices[i % 3], lambda i=i: _ipmi_ok(
+                    bmc.ipmitool(a, "chassis", "bootdev", devices[i % 3]))),
+                ("rf-password", f"rfpass-{i}", lambda i=i: _patch_ok(rf_uri, admin,
+                                                               {"Password": f"rfpass-{i}"})),
+                ("power", "on" if i % 2 else "off", lambda i=i: _ipmi_ok(
+                    bmc.ipmitool(a, "chassis", "power", "on" if i % 2 else "off"))),
+            ]
+            for kind, value, do in steps:
+                if not stream.change(kind, value, do):
+                    return  # the emulator is gone: nothing after this was acknowledged
+
+    worker = threading.Thread(target=changes, daemon=True)
+    worker.start()
+    deadline = time.monotonic() + STREAM_SECONDS
+    while stream.count < KILL_AFTER and time.monotonic() < deadline and worker.is_alive():
+        time.sleep(0.01)
+    assert stream.count >= KILL_AFTER, f"only {stream.count} changes acknowledged"
+    os.kill(bmc.process.pid, signal.SIGKILL)  # mid-stream: a change is usually in flight
+    bmc.process.wait(TIMEOUT)
+    bmc.stopped = True
+    worker.join(60)
+    stream.stopped.set()
+    assert not worker.is_alive()
+    acked = sum(len(v) for v in stream.acked.values())
+    assert acked >= KILL_AFTER
+
+    for path in state_dir.iterdir():  # the database holds passwords: only its owner reads it
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+    again = restart(emulator_factory, bmc, args)
+    a = again.nodes[0]
+    # 1) users: the IPMI user's and the Redfish account's last acknowledged passwords
+    logins = {p for p in stream.accepted("op-password") if _ipmi_ok(ipmitool_as(
+        a, "op", p, "chassis", "power", "status"))}
+    assert logins, f"op cannot log in with any of {stream.accepted('op-password')}"
+    accounts = {p for p in stream.accepted("rf-password") if requests.get(
+        f"{a.redfish_url}{ACCOUNTS}", auth=("rf", p), timeout=TIMEOUT).status_code == 200}
+    assert accounts, f"rf cannot log in with any of {stream.accepted('rf-password')}"
+    names = _account_names(a.redfish_url, admin)
+    assert {"admin", "op", "rf"} <= names
+    # 2) the boot override, 3) the memory node's power
+    params = run(again.ipmitool(a, "chassis", "bootparam", "get", "5")).stdout
+    assert any(BOOT_TEXT[d] in params for d in stream.accepted("bootdev")), params
+    if "power" in stream.acked:
+        status = run(again.ipmitool(a, "chassis", "power", "status")).stdout
+        assert status.split()[-1] in stream.accepted("power"), status
+    measured(f"state dir: {acked} acknowledged changes before SIGKILL "
+             f"({', '.join(f'{k} {len(v)}' for k, v in stream.acked.items())}), "
+             f"in flight: {stream.in_flight or 'none'}; all there after restart")
+    # the other node's state is its own: untouched
+    b = again.nodes[1]
+    assert "No override" in run(again.ipmitool(b, "chassis", "bootparam", "get", "5")).stdout
+    assert _account_names(b.redfish_url, admin) == {"admin"}
+    assert run(again.ipmitool(b, "chassis", "power", "status")).stdout.strip() \
+        == "Chassis Power is off"
+
+
+def restart(launcher: Launcher, old: Emulator, args: list[str]) -> Emulator:
+    """The same config and ports, the same state dir: a fresh process."""
+    assert old.config_path is not None
+    return launcher.launch(["--config", str(old.config_path), "--log-level", "debug", *args],
+                           old.nodes, old.username, old.password, config_path=old.config_path)
+
+
+def _patch_ok(uri: str, auth: tuple[str, str], body: dict[str, str]) -> bool:
+    try:
+        return requests.patch(uri, auth=auth, json=body, timeout=TIMEOUT).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _account_names(url: str, auth: tuple[str, str]) -> set[str]:
+    listing = requests.get(f"{url}{ACCOUNTS}", auth=auth, timeout=TIMEOUT)
+    assert listing.status_code == 200, listing.text
+    names = set()
+    for member in listing.json()["Members"]:
+        account = requests.get(url + member["@odata.id"], auth=auth, timeout=TIMEOUT).json()
+        names.add(account["UserName"])
+    return names
+
+
+def test_corrupt_state_stops_the_start_naming_the_file(emulator_factory: Launcher,
+                                                        tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "state.sqlite3").write_bytes(b"this is not a database" * 100)
+    config = emulator_factory.write_config({"nodes": [{"name": "a", "backend": {
+        "type": "memory"}, "ipmi": {"port": emulator_factory.free_port("udp")},
+        "redfish": {"port": emulator_factory.free_port("tcp")}}]})
+    result = emulator_factory.run_to_exit(["--config", str(config), "--state-dir",
+                                           str(state_dir)])
+    assert result.returncode == 1, result.stderr
+    assert f"state file {state_dir / 'state.sqlite3'}" in result.stderr
+    assert (state_dir / "state.sqlite3").read_bytes() == b"this is not a database" * 100
