@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from bmc.lockout import AccountLockout
     from bmc.logs import SystemLog
     from bmc.secure_boot import SecureBoot
-    from bmc.sel import SystemEventLog
+    from bmc.sel import SavedSel, SystemEventLog
     from bmc.sensors import SensorModel, SensorSpec
     from bmc.state import NodeState
     from bmc.tasks import TaskStore
@@ -234,7 +234,12 @@ class Node:
         # the server's own sensors and event log, for a backend that reads them (capabilities)
         self._backend_readings: list[SensorReading] | None = None
         self._log_cursor: str | None = None
-        self._restore()
+        self._saved_sel: SavedSel | None = None  # read at start, used when the SEL is built
+        try:
+            self._restore()
+        except BaseException:  # unreadable saved state: the start fails, no thread left
+            self.worker.close()
+            raise
         self._read_initial_power()
         if self._power is not PowerState.OFF or self._fault is not None:
             # a running server can stop by itself: the SEL must have seen it running
@@ -244,6 +249,9 @@ class Node:
         """Take back the saved boot override, and the power of a backend that keeps none."""
         if self.state is None:
             return
+        from bmc.sel import read_saved
+
+        self._saved_sel = read_saved(self.state)  # an unreadable row stops the start, here
         saved = self.state.get("boot", "override")
         if saved is not None:
             self._boot = BootOverride(BootDevice(saved["device"]), bool(saved["persistent"]),
@@ -333,6 +341,9 @@ class Node:
                 self.sensors = SensorModel(self._sensor_specs, seed=self.name,
                                            powered=lambda: self.power_state is PowerState.ON)
             self.sel = SystemEventLog(refresh=self.sensors.poll)
+            if self.state is not None:
+                self.sel.attach(self.state, self._saved_sel)
+                self._saved_sel = None
             record_node_events(self)
             # the features behind Redfish; most follow the node's events (Redfish's event
             # service, redfish.event_service, listens to them once a client asks for it)

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bmc.sensors import SensorKind, ThresholdEvent
 
@@ -31,8 +31,11 @@ if TYPE_CHECKING:
     from backends.base import LogRecord
     from bmc.node import Node, NodeEvent
     from bmc.sensors import SensorModel
+    from bmc.state import NodeState
 
 CAPACITY = 512
+#: the state store's kind for the SEL (bmc/state.py)
+SEL_KIND = "sel"
 RECORD_SIZE = 16
 SYSTEM_EVENT = 0x02  # record type of a standard system event record
 BMC_GENERATOR = 0x20  # generator ID: the BMC itself (slave address 20h, LUN 0)
@@ -273,6 +276,39 @@ class SelInfo:
 EntryListener = Callable[[SelEntry], None]
 
 
+@dataclass(frozen=True)
+class SavedSel:
+    """A SEL as the state store kept it (meta None: none was saved)."""
+
+    entries: list[SelEntry]
+    meta: dict[str, Any] | None
+
+
+def read_saved(state: NodeState) -> SavedSel:
+    """The saved SEL of `state`'s node, checked; StateError if a row cannot be read (never
+    silently dropped)."""
+    saved = state.load(SEL_KIND)
+    if not saved:
+        return SavedSel([], None)
+    try:
+        meta = saved["meta"]
+        for name, kind in (("next_id", int), ("offset", float), ("utc_offset", int),
+                           ("last_addition", int), ("last_erase", int), ("overflow", bool)):
+            if not isinstance(meta[name], kind):
+                raise ValueError(f"{name} is {meta[name]!r}")
+        rows = sorted((int(k), v) for k, v in saved.items() if k != "meta")
+        entries = [SelEntry(bytes.fromhex(v["raw"]), v["sensor_name"], v["detail"], v["text"],
+                            v["severity"]) for _, v in rows]
+        if any(len(e.raw) != RECORD_SIZE for e in entries):
+            raise ValueError("a record is not 16 bytes")
+    except (KeyError, TypeError, ValueError) as exc:
+        from bmc.state import StateError
+
+        raise StateError(f"state file {state.store.path}: node '{state.node}' SEL: "
+                         f"unreadable saved entries: {exc!r}") from exc
+    return SavedSel(entries, meta)
+
+
 class SystemEventLog:
     """A ring of at most `capacity` SEL entries with IPMI reservations. Thread-safe.
 
@@ -295,6 +331,46 @@ class SystemEventLog:
         self._overflow = False
         self._reservation = 0
         self._listeners: list[EntryListener] = []
+        self._state: NodeState | None = None
+
+    # -- persistence (bmc/state.py): one row per entry, one for the log's own fields ---------
+    def attach(self, state: NodeState, saved: SavedSel | None = None) -> None:
+        """Keep the log in `state`, starting from `saved` (`read_saved`, at start) if any."""
+        saved = read_saved(state) if saved is None else saved
+        with self._lock:
+            if saved.meta is not None:
+                self._entries = deque(saved.entries)
+                meta = saved.meta
+                self._next_id = int(meta["next_id"])
+                self._offset = float(meta["offset"])
+                self._utc_offset = int(meta["utc_offset"])
+                self._last_addition = int(meta["last_addition"])
+                self._last_erase = int(meta["last_erase"])
+                self._overflow = bool(meta["overflow"])
+            self._state = state
+            if saved.meta is None:
+                self._save()
+
+    def _meta(self) -> dict[str, Any]:
+        return {"next_id": self._next_id, "offset": self._offset, "utc_offset": self._utc_offset,
+                "last_addition": self._last_addition, "last_erase": self._last_erase,
+                "overflow": self._overflow}
+
+    def _save(self, added: SelEntry | None = None, removed: SelEntry | None = None,
+              cleared: bool = False) -> None:
+        """Save a change (with the lock held: saves land in the order of the changes)."""
+        if self._state is None:
+            return
+        if cleared:
+            self._state.replace(SEL_KIND, {"meta": self._meta()})
+            return
+        saves: dict[str, Any] = {"meta": self._meta()}
+        if added is not None:
+            saves[str(added.record_id)] = {"raw": added.raw.hex(), "sensor_name": added.sensor_name,
+                                           "detail": added.detail, "text": added.text,
+                                           "severity": added.forwarded_severity}
+        self._state.apply(SEL_KIND, saves,
+                          [str(removed.record_id)] if removed is not None else [])
 
     # -- clock ------------------------------------------------------------------------------
     def time(self) -> int:
@@ -308,6 +384,7 @@ class SystemEventLog:
     def set_time(self, seconds: int) -> None:
         with self._lock:
             self._offset = seconds - self._clock()
+            self._save()
 
     @property
     def utc_offset(self) -> int:
@@ -320,6 +397,7 @@ class SystemEventLog:
             raise ValueError("UTC offset must be -1440..1440 minutes")
         with self._lock:
             self._utc_offset = minutes
+            self._save()
 
     # -- reading ----------------------------------------------------------------------------
     def _refresh(self) -> None:
@@ -403,11 +481,13 @@ class SystemEventLog:
                 when = self._now() if timestamp is None else int(timestamp + self._offset)
                 raw[3:7] = (when & 0xFFFFFFFF).to_bytes(4, "little")
             entry = SelEntry(bytes(raw), sensor_name, detail, text, severity)
+            dropped = None
             if len(self._entries) >= self.capacity:
-                self._entries.popleft()
+                dropped = self._entries.popleft()
                 self._overflow = True
             self._entries.append(entry)
             self._last_addition = self._now()
+            self._save(added=entry, removed=dropped)
             listeners = list(self._listeners)
         for listener in listeners:
             listener(entry)
@@ -437,6 +517,7 @@ class SystemEventLog:
                 if victim is None:
                     return None
             self._entries.remove(victim)
+            self._save(removed=victim)
             return victim.record_id
 
     def clear(self, reservation: int | None = None) -> None:
@@ -452,6 +533,7 @@ class SystemEventLog:
             self._overflow = False
             self._next_id = 1
             self._last_erase = self._now()
+            self._save(cleared=True)
         self.add_sensor_event(EVENT_LOG, 0x02)
 
     # -- reservations -----------------------------------------------------------------------

@@ -159,9 +159,14 @@ def build_node(spec: NodeConfig, store: StateStore | None = None) -> Node:
             raise StartupError(f"node '{spec.name}': {store.path}: {exc}") from exc
     console = ConsoleHub(backend, name=spec.name, buffer_size=spec.console.buffer_size,
                          log_path=spec.console.log, novnc_url=spec.console.novnc_url)
-    node = Node(spec.name, backend, users, console=console, identity=_identity(spec),
-                sensors=profile_from_config(spec.sensors) if spec.sensors else None,
-                state=state)
+    try:
+        node = Node(spec.name, backend, users, console=console, identity=_identity(spec),
+                    sensors=profile_from_config(spec.sensors) if spec.sensors else None,
+                    state=state)
+    except StateError as exc:  # the node's saved state cannot be read: never reset it
+        console.close()
+        backend.close()
+        raise StartupError(f"node '{spec.name}': {exc}") from exc
     return node
 
 

@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,15 @@ class NodeState:
     def delete(self, kind: str, key: str) -> None:
         self.store._write([("DELETE FROM state WHERE node = ? AND kind = ? AND key = ?",
                             (self.node, kind, key))])
+
+    def apply(self, kind: str, saves: Mapping[str, Any],
+              deletes: Iterable[str] = ()) -> None:
+        """Save `saves` and delete the keys `deletes` of `kind` in one transaction."""
+        self.store._write([*(("DELETE FROM state WHERE node = ? AND kind = ? AND key = ?",
+                              (self.node, kind, key)) for key in deletes),
+                           *(("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?)",
+                              (self.node, kind, key, json.dumps(value)))
+                             for key, value in saves.items())])
 
     def replace(self, kind: str, values: Mapping[str, Any]) -> None:
         """Make `values` the whole of `kind` in one transaction (e.g. a cleared log)."""

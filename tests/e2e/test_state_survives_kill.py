@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import requests
-from conftest import Emulator, Launcher
+from conftest import Emulator, EmulatorNode, Launcher
 from e2e_helpers import ipmitool_as, run
 
 TIMEOUT = 10
@@ -22,6 +22,9 @@ BOOT_TEXT = {"pxe": "Force PXE", "disk": "Force Boot from default Hard-Drive",
 #: changes acknowledged before the kill (the stream goes on while the kill lands)
 KILL_AFTER = 10
 STREAM_SECONDS = 60
+#: a 16-byte system event record: temperature sensor 30h, upper critical going high
+ADD_SEL = ["0", "0", "2", "0", "0", "0", "0", "0x20", "0", "4", "0x01", "0x30", "0x01",
+           "0x09", "0xff", "0xff"]
 
 
 class Stream:
@@ -32,6 +35,7 @@ class Stream:
         self.acked: dict[str, list[str]] = {}
         self.in_flight: dict[str, str] = {}
         self.count = 0
+        self.sel_ids: list[int] = []  # acknowledged Add SEL Entry record IDs
         self.stopped = threading.Event()
 
     def change(self, kind: str, value: str, do: Callable[[], bool]) -> bool:
@@ -48,6 +52,16 @@ class Stream:
         the emulator may have saved just before the kill, without the client hearing so."""
         values = {self.acked[kind][-1]} if kind in self.acked else set()
         return values | ({self.in_flight[kind]} if kind in self.in_flight else set())
+
+
+def _add_sel(bmc: Emulator, node: EmulatorNode, stream: Stream) -> bool:
+    """Add SEL Entry (a temperature event); remember the record ID the BMC answered."""
+    added = run(bmc.ipmitool(node, "raw", "0x0a", "0x44", *ADD_SEL), timeout=30)
+    if added.returncode != 0:
+        return False
+    low, high = (int(b, 16) for b in added.stdout.split())
+    stream.sel_ids.append(low | high << 8)
+    return True
 
 
 def _ipmi_ok(command: list[str]) -> bool:
@@ -86,6 +100,7 @@ def test_acknowledged_changes_survive_sigkill(emulator_factory: Launcher, tmp_pa
                                                                {"Password": f"rfpass-{i}"})),
                 ("power", "on" if i % 2 else "off", lambda i=i: _ipmi_ok(
                     bmc.ipmitool(a, "chassis", "power", "on" if i % 2 else "off"))),
+                ("sel", "", lambda: _add_sel(bmc, a, stream)),
             ]
             for kind, value, do in steps:
                 if not stream.change(kind, value, do):
@@ -126,6 +141,11 @@ def test_acknowledged_changes_survive_sigkill(emulator_factory: Launcher, tmp_pa
     if "power" in stream.acked:
         status = run(again.ipmitool(a, "chassis", "power", "status")).stdout
         assert status.split()[-1] in stream.accepted("power"), status
+    # 4) the SEL: every record a client was given the ID of
+    assert stream.sel_ids
+    for record_id in stream.sel_ids:
+        got = run(again.ipmitool(a, "sel", "get", str(record_id)))
+        assert got.returncode == 0 and "Temperature" in got.stdout, (record_id, got)
     measured(f"state dir: {acked} acknowledged changes before SIGKILL "
              f"({', '.join(f'{k} {len(v)}' for k, v in stream.acked.items())}), "
              f"in flight: {stream.in_flight or 'none'}; all there after restart")

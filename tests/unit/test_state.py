@@ -102,3 +102,53 @@ def test_no_store_keeps_todays_behaviour() -> None:
     assert node.state is None
     node.set_boot_override(BootDevice.PXE)
     assert node.boot_override.device is BootDevice.PXE
+
+
+def test_sel_entries_deletes_and_clear_survive(tmp_path: Path) -> None:
+    from bmc.sel import SystemEventLog
+
+    store = open_store(tmp_path)
+    sel = SystemEventLog(capacity=3)
+    sel.attach(store.node("a"))
+    records = [sel.add(0x01, n, 0x01, b"\x01\x02\x03", sensor_name=f"s{n}") for n in range(4)]
+    sel.delete(records[2].record_id)  # the first was dropped: capacity 3
+    sel.set_utc_offset(60)
+    store.close()
+
+    store = open_store(tmp_path)
+    again = SystemEventLog(capacity=3)
+    again.attach(store.node("a"))
+    assert [e.raw for e in again.entries()] == [records[1].raw, records[3].raw]
+    assert again.entries()[0].sensor_name == "s1"
+    assert again.info().overflow and again.utc_offset == 60
+    assert again.add(0x01, 9, 0x01, b"").record_id == records[3].record_id + 1
+    again.clear()
+    store.close()
+    store = open_store(tmp_path)
+    cleared = SystemEventLog()
+    cleared.attach(store.node("a"))
+    assert len(cleared.entries()) == 1  # "log cleared", as logged after the erase
+    store.close()
+
+
+def test_node_restores_its_sel_when_built(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    node = Node("a", MemoryBackend(), state=store.node("a"))
+    node.power(PowerAction.ON, timeout=5)  # logged in the SEL
+    logged = [e.raw for e in node.sel.entries()]
+    assert logged
+    node.worker.close()
+    store.close()
+    store = open_store(tmp_path)
+    again = Node("a", MemoryBackend(), state=store.node("a"))
+    assert [e.raw for e in again.sel.entries()][:len(logged)] == logged
+    again.worker.close()
+    store.close()
+
+
+def test_unreadable_sel_row_stops_the_node(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    store.node("a").save("sel", "meta", {"next_id": "x"})
+    with pytest.raises(StateError, match=f"{tmp_path / FILENAME}.*node 'a' SEL"):
+        Node("a", MemoryBackend(), state=store.node("a"))  # at start, before it serves
+    store.close()
