@@ -155,15 +155,15 @@ def test_config_credentials_and_state_volume() -> None:
     claim = sts["spec"]["volumeClaimTemplates"][0]
     assert claim["metadata"]["name"] == "state"
     assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
-    assert not any(a.startswith("--state-dir") for a in container["args"])
+    assert "--state-dir=/var/lib/bmc-emulator" in container["args"]
 
 
 def test_optional_flags() -> None:
     sts = one(render({"fleet": {"backend": "process", "extraArgs": ["--console-port-base=20000"]},
-                      "persistence": {"passStateDirFlag": True}}), "StatefulSet")
+                      "persistence": {"passStateDirFlag": False}}), "StatefulSet")
     args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--backend=process" in args
-    assert "--state-dir=/var/lib/bmc-emulator" in args
+    assert not any(a.startswith("--state-dir") for a in args)
     assert args[-1] == "--console-port-base=20000"
     sts = one(render({"persistence": {"enabled": False}}), "StatefulSet")
     assert "volumeClaimTemplates" not in sts["spec"]
