@@ -347,9 +347,7 @@ class SystemEventLog:
                 self._last_addition = int(meta["last_addition"])
                 self._last_erase = int(meta["last_erase"])
                 self._overflow = bool(meta["overflow"])
-            self._state = state
-            if saved.meta is None:
-                self._save()
+            self._state = state  # saved from the first change on
 
     def _meta(self) -> dict[str, Any]:
         return {"next_id": self._next_id, "offset": self._offset, "utc_offset": self._utc_offset,

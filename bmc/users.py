@@ -84,8 +84,9 @@ class UserStore:
 
     # -- persistence (bmc/state.py): the whole table, saved under the lock after each change --
     def attach(self, state: NodeState) -> None:
-        """Keep the table in `state`: the saved table replaces this one (the configured users
-        were only the first start's); with none saved yet, this one is saved."""
+        """Keep the table in `state`: a saved table replaces this one (the configured users
+        only seed a node whose users were never changed); saved from the first change on
+        (nothing is written at start: a large fleet starts without a write per node)."""
         saved = state.get("users", "table")
         with self._lock:
             if saved is not None:
@@ -94,8 +95,6 @@ class UserStore:
                 except (TypeError, ValueError, KeyError) as exc:
                     raise ValueError(f"saved user table is not readable: {exc}") from exc
             self._state = state
-            if saved is None:
-                self._save()
 
     def _save(self) -> None:
         if self._state is not None:

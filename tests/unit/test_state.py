@@ -152,3 +152,22 @@ def test_unreadable_sel_row_stops_the_node(tmp_path: Path) -> None:
     with pytest.raises(StateError, match=f"{tmp_path / FILENAME}.*node 'a' SEL"):
         Node("a", MemoryBackend(), state=store.node("a"))  # at start, before it serves
     store.close()
+
+
+def test_state_dir_from_config_and_flag(tmp_path: Path) -> None:
+    from bmc.config import Overrides, default_config, load_config
+    from bmc.serve import StartupError, open_state
+
+    path = tmp_path / "config.yaml"
+    path.write_text(f"defaults:\n  state_dir: {tmp_path / 'from-file'}\n")
+    assert load_config(path).defaults.state_dir == str(tmp_path / "from-file")
+    flag = load_config(path, Overrides(state_dir=str(tmp_path / "flag")))
+    assert flag.defaults.state_dir == str(tmp_path / "flag")
+    assert default_config().defaults.state_dir is None  # off unless given
+    assert open_state(default_config()) is None
+    store = open_state(flag)
+    assert store is not None and store.path == tmp_path / "flag" / FILENAME
+    store.close()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StartupError, match="state directory .*file"):
+        open_state(default_config(Overrides(state_dir=str(tmp_path / "file"))))
