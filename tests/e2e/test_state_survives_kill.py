@@ -4,6 +4,7 @@ emulator is SIGKILLed mid-stream and started again on the same state directory."
 from __future__ import annotations
 
 import os
+import random
 import signal
 import stat
 import threading
@@ -95,7 +96,10 @@ def test_acknowledged_changes_survive_sigkill(emulator_factory: Launcher, tmp_pa
                 ("op-password", f"p{i}", lambda i=i: _ipmi_ok(
                     bmc.ipmitool(a, "user", "set", "password", "3", f"p{i}"))),
                 ("bootdev", devices[i % 3], lambda i=i: _ipmi_ok(
-                    bmc.ipmitool(a, "chassis", "bootdev", devices[i % 3]))),
+                    # persistent: the stream's power-ons do not consume it (a one-time
+                    # override's consumption is in tests/unit/test_state.py)
+                    bmc.ipmitool(a, "chassis", "bootdev", devices[i % 3],
+                                 "options=persistent"))),
                 ("rf-password", f"rfpass-{i}", lambda i=i: _patch_ok(rf_uri, admin,
                                                                {"Password": f"rfpass-{i}"})),
                 ("power", "on" if i % 2 else "off", lambda i=i: _ipmi_ok(
@@ -112,7 +116,11 @@ def test_acknowledged_changes_survive_sigkill(emulator_factory: Launcher, tmp_pa
     while stream.count < KILL_AFTER and time.monotonic() < deadline and worker.is_alive():
         time.sleep(0.01)
     assert stream.count >= KILL_AFTER, f"only {stream.count} changes acknowledged"
-    os.kill(bmc.process.pid, signal.SIGKILL)  # mid-stream: a change is usually in flight
+    # mid-stream, at a random point of the next change: before the emulator sees it, while it
+    # carries it out, or after it answered but before the client recorded the answer
+    delay = random.uniform(0, 0.3)
+    time.sleep(delay)
+    os.kill(bmc.process.pid, signal.SIGKILL)
     bmc.process.wait(TIMEOUT)
     bmc.stopped = True
     worker.join(60)
@@ -138,6 +146,7 @@ def test_acknowledged_changes_survive_sigkill(emulator_factory: Launcher, tmp_pa
     # 2) the boot override, 3) the memory node's power
     params = run(again.ipmitool(a, "chassis", "bootparam", "get", "5")).stdout
     assert any(BOOT_TEXT[d] in params for d in stream.accepted("bootdev")), params
+    assert "Options apply to all future boots" in params
     if "power" in stream.acked:
         status = run(again.ipmitool(a, "chassis", "power", "status")).stdout
         assert status.split()[-1] in stream.accepted("power"), status
@@ -148,7 +157,8 @@ def test_acknowledged_changes_survive_sigkill(emulator_factory: Launcher, tmp_pa
         assert got.returncode == 0 and "Temperature" in got.stdout, (record_id, got)
     measured(f"state dir: {acked} acknowledged changes before SIGKILL "
              f"({', '.join(f'{k} {len(v)}' for k, v in stream.acked.items())}), "
-             f"in flight: {stream.in_flight or 'none'}; all there after restart")
+             f"killed {delay * 1000:.0f} ms after the {KILL_AFTER}th, in flight: "
+             f"{stream.in_flight or 'none'}; all there after restart")
     # the other node's state is its own: untouched
     b = again.nodes[1]
     assert "No override" in run(again.ipmitool(b, "chassis", "bootparam", "get", "5")).stdout

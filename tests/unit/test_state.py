@@ -79,6 +79,7 @@ def test_boot_override_and_memory_power_survive(tmp_path: Path) -> None:
     node.set_boot_override(BootDevice.PXE, persistent=False)
     node.power(PowerAction.ON, timeout=5)
     assert node.boot_override.device is BootDevice.NONE  # consumed by the boot
+    assert store.node("a").get("boot", "override")["device"] == "None"  # and saved so
     node.set_boot_override(BootDevice.CDROM, persistent=True, uefi=True)
     node.worker.close()
     store.close()
