@@ -16,8 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bmc.node import Node, NodeEvent
+    from bmc.state import NodeState
 
 Value = str | int | bool
+#: the state store's kind for BIOS settings (bmc/state.py)
+BIOS_KIND = "bios"
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,40 @@ class Bios:
         self._pending: dict[str, Value] = {}
         self._passwords = dict.fromkeys(PASSWORD_NAMES, "")
         self.last_apply: ApplyResult | None = None
+        state = node.state
+        if state is not None:  # bmc/state.py: settings, pending changes, passwords
+            saved = state.get(BIOS_KIND, "settings")
+            if saved is not None:
+                self._restore(saved, state)
         node.subscribe(self._on_event)
+
+    def _restore(self, saved: Any, state: NodeState) -> None:
+        """Take back saved settings, all checked as a client's would be (StateError)."""
+        try:
+            current, pending, passwords = (saved["current"], saved["pending"],
+                                           saved["passwords"])
+            problems = [p for values in (current, pending) for name, value in values.items()
+                        if (p := check_value(name, value)) is not None]
+            if problems or set(passwords) - set(PASSWORD_NAMES) or not all(
+                    isinstance(v, str) for v in passwords.values()):
+                raise ValueError(f"bad values: {[str(p.name) for p in problems]}")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            from bmc.state import StateError
+
+            raise StateError(f"state file {state.store.path}: node '{state.node}' BIOS: "
+                             f"unreadable saved settings: {exc!r}") from exc
+        self._current.update(current)
+        self._pending = dict(pending)
+        self._passwords.update(passwords)
+
+    def _save(self) -> None:
+        """Save the settings (with the lock held: saves land in the order of changes)."""
+        state = self._node.state
+        if state is not None:
+            writable = {a.name for a in ATTRIBUTES if not a.read_only}
+            state.save(BIOS_KIND, "settings", {
+                "current": {k: v for k, v in self._current.items() if k in writable},
+                "pending": self._pending, "passwords": self._passwords})
 
     def _boot_mode(self) -> str:
         return "UEFI" if self._node.boot_override.uefi else "Legacy"
@@ -154,10 +190,12 @@ class Bios:
             raise BiosError(problems)
         with self._lock:
             self._pending.update(changes)
+            self._save()
 
     def clear_pending(self) -> None:
         with self._lock:
             self._pending.clear()
+            self._save()
 
     def reset_to_defaults(self) -> None:
         """ResetBios: every attribute goes back to its default at the next boot."""
@@ -165,6 +203,7 @@ class Bios:
         with self._lock:
             self._pending = {a.name: a.default for a in ATTRIBUTES
                              if not a.read_only and current[a.name] != a.default}
+            self._save()
 
     def change_password(self, name: str, old: str, new: str) -> None:
         """Raises KeyError for an unknown password name, ValueError for a wrong old one."""
@@ -176,6 +215,7 @@ class Bios:
             if self._passwords[name] != old:
                 raise ValueError("the old password does not match")
             self._passwords[name] = new
+            self._save()
 
     def has_password(self, name: str) -> bool:
         with self._lock:
@@ -191,6 +231,7 @@ class Bios:
             if boot_mode is not None:
                 result.applied["BootMode"] = boot_mode
             self.last_apply = result
+            self._save()
         if boot_mode is not None:
             self._node.set_boot_override(uefi=boot_mode == "UEFI")
         return result

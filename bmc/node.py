@@ -235,12 +235,15 @@ class Node:
         self._backend_readings: list[SensorReading] | None = None
         self._log_cursor: str | None = None
         self._saved_sel: SavedSel | None = None  # read at start, used when the SEL is built
+        self._build_at_start = False
         try:
             self._restore()
+            self._read_initial_power()
+            if self._build_at_start:
+                self.build_features()
         except BaseException:  # unreadable saved state: the start fails, no thread left
             self.worker.close()
             raise
-        self._read_initial_power()
         if self._power is not PowerState.OFF or self._fault is not None:
             # a running server can stop by itself: the SEL must have seen it running
             self.build_features()
@@ -252,6 +255,10 @@ class Node:
         from bmc.sel import read_saved
 
         self._saved_sel = read_saved(self.state)  # an unreadable row stops the start, here
+        # features with saved state are built at start, so that theirs is read (and checked)
+        # before the node serves; the others stay lazy (a large fleet starts fast)
+        self._build_at_start = (self._saved_sel.meta is not None
+                                or bool(self.state.load("bios")))  # bmc.bios.BIOS_KIND
         saved = self.state.get("boot", "override")
         if saved is not None:
             self._boot = BootOverride(BootDevice(saved["device"]), bool(saved["persistent"]),

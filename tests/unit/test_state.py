@@ -172,3 +172,32 @@ def test_state_dir_from_config_and_flag(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(StartupError, match="state directory .*file"):
         open_state(default_config(Overrides(state_dir=str(tmp_path / "file"))))
+
+
+def test_bios_settings_pending_and_passwords_survive(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    node = Node("a", MemoryBackend(), state=store.node("a"))
+    node.bios.set_pending({"ProcTurboMode": "Disabled"})
+    node.power(PowerAction.ON, timeout=5)  # the boot applies it
+    node.bios.set_pending({"ProcTurboMode": "Enabled"})
+    node.bios.change_password("AdminPassword", "", "bios-pw")
+    node.worker.close()
+    store.close()
+
+    store = open_store(tmp_path)
+    again = Node("a", MemoryBackend(), state=store.node("a"))
+    assert "bios" in again.__dict__  # built at start: its saved state is read before serving
+    assert again.bios.attributes["ProcTurboMode"] == "Disabled"
+    assert again.bios.pending == {"ProcTurboMode": "Enabled"}
+    assert again.bios.has_password("AdminPassword")
+    again.worker.close()
+    store.close()
+
+
+def test_unreadable_bios_row_stops_the_node(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    store.node("a").save("bios", "settings", {"current": {}, "pending": {"ProcTurboMode": 7},
+                                              "passwords": {}})
+    with pytest.raises(StateError, match=f"{tmp_path / FILENAME}.*node 'a' BIOS"):
+        Node("a", MemoryBackend(), state=store.node("a"))
+    store.close()
