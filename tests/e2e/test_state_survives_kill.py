@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import requests
 from conftest import Emulator, EmulatorNode, Launcher
@@ -21,7 +22,7 @@ ACCOUNTS = "/redfish/v1/AccountService/Accounts"
 BOOT_TEXT = {"pxe": "Force PXE", "disk": "Force Boot from default Hard-Drive",
              "cdrom": "Force Boot from CD/DVD"}
 #: changes acknowledged before the kill (the stream goes on while the kill lands)
-KILL_AFTER = 10
+KILL_AFTER = 12
 STREAM_SECONDS = 60
 #: a 16-byte system event record: temperature sensor 30h, upper critical going high
 ADD_SEL = ["0", "0", "2", "0", "0", "0", "0", "0x20", "0", "4", "0x01", "0x30", "0x01",
@@ -105,6 +106,9 @@ def test_acknowledged_changes_survive_sigkill(emulator_factory: Launcher, tmp_pa
                 ("power", "on" if i % 2 else "off", lambda i=i: _ipmi_ok(
                     bmc.ipmitool(a, "chassis", "power", "on" if i % 2 else "off"))),
                 ("sel", "", lambda: _add_sel(bmc, a, stream)),
+                ("bios", ["Enabled", "Disabled"][i % 2], lambda i=i: _patch_ok(
+                    f"{a.redfish_url}/redfish/v1/Systems/a/Bios/Settings", admin,
+                    {"Attributes": {"ProcTurboMode": ["Enabled", "Disabled"][i % 2]}})),
             ]
             for kind, value, do in steps:
                 if not stream.change(kind, value, do):
@@ -155,6 +159,14 @@ def test_acknowledged_changes_survive_sigkill(emulator_factory: Launcher, tmp_pa
     for record_id in stream.sel_ids:
         got = run(again.ipmitool(a, "sel", "get", str(record_id)))
         assert got.returncode == 0 and "Temperature" in got.stdout, (record_id, got)
+    # 5) BIOS: the value a boot takes (pending until the stream's next power-on applied it)
+    if "bios" in stream.acked:
+        bios = f"{a.redfish_url}/redfish/v1/Systems/a/Bios"
+        current = requests.get(bios, auth=admin, timeout=TIMEOUT).json()["Attributes"]
+        pending = requests.get(f"{bios}/Settings", auth=admin, timeout=TIMEOUT).json()
+        effective = pending.get("Attributes", {}).get("ProcTurboMode",
+                                                      current["ProcTurboMode"])
+        assert effective in stream.accepted("bios"), (current, pending)
     measured(f"state dir: {acked} acknowledged changes before SIGKILL "
              f"({', '.join(f'{k} {len(v)}' for k, v in stream.acked.items())}), "
              f"killed {delay * 1000:.0f} ms after the {KILL_AFTER}th, in flight: "
@@ -174,7 +186,7 @@ def restart(launcher: Launcher, old: Emulator, args: list[str]) -> Emulator:
                            old.nodes, old.username, old.password, config_path=old.config_path)
 
 
-def _patch_ok(uri: str, auth: tuple[str, str], body: dict[str, str]) -> bool:
+def _patch_ok(uri: str, auth: tuple[str, str], body: dict[str, Any]) -> bool:
     try:
         return requests.patch(uri, auth=auth, json=body, timeout=TIMEOUT).status_code == 200
     except requests.RequestException:
