@@ -24,6 +24,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -37,7 +38,7 @@ from typing import TypeVar
 
 from bench import install
 from bench.probes import GET_AUTH_CAPS, PASSWORD, USERNAME, http_json, http_status, ipmitool
-from bench.util import HOST, Proc, free_ports, rss_mib, start
+from bench.util import HOST, Proc, free_ports, rss_mib, signal_group, start
 
 T = TypeVar("T")
 
@@ -168,8 +169,7 @@ def _stop_all(procs: Sequence[Proc]) -> None:
     """SIGTERM every group first, then wait: N sequential 5 s waits would add up."""
     for proc in procs:
         if proc.alive():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, 15)
+            signal_group(proc.pid, signal.SIGTERM)
     for proc in procs:
         proc.stop(timeout=5)
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -72,19 +72,26 @@ class Proc:
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM to the group we created, SIGKILL after `timeout`; reaps the process."""
-        if self.popen.poll() is None:
-            _signal_group(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(5)
+        stop_group(self.popen, timeout)
         # children of the group (e.g. ipmi_sim's helper script) must not outlive it
-        _signal_group(self.popen.pid, signal.SIGKILL)
+        signal_group(self.popen.pid, signal.SIGKILL)
         self.log_file.close()
 
 
-def _signal_group(pgid: int, sig: int) -> None:
+def stop_group(popen: subprocess.Popen[Any], timeout: float = 5.0) -> None:
+    """Stop a process started in a session of its own: SIGTERM to its group, SIGKILL after
+    `timeout`; reaps it."""
+    if popen.poll() is not None:
+        return
+    signal_group(popen.pid, signal.SIGTERM)
+    try:
+        popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        signal_group(popen.pid, signal.SIGKILL)
+        popen.wait(5)
+
+
+def signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
 

@@ -13,16 +13,14 @@ needs to observe: the boot device, soft-off and reset, and a log of every call.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import textwrap
 import time
 from pathlib import Path
 
-from bench.util import free_ports
+from bench.util import free_ports, stop_group
 
 HOST = "127.0.0.1"
 USERNAME = "admin"
@@ -170,16 +168,8 @@ class IpmiSim:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        if proc is not None:
+            stop_group(proc)
 
     def __enter__(self) -> IpmiSim:
         return self.start()

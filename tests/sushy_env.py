@@ -8,8 +8,6 @@ htpasswd file (bcrypt, the only digest it takes). The fake driver applies a powe
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +16,7 @@ from pathlib import Path
 import bcrypt
 import requests
 
-from bench.util import free_ports
+from bench.util import free_ports, stop_group
 
 HOST = "127.0.0.1"
 USERNAME = "admin"
@@ -95,16 +93,8 @@ class SushyEmulator:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        if proc is not None:
+            stop_group(proc)
 
     def __enter__(self) -> SushyEmulator:
         return self.start()
