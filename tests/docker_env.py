@@ -101,6 +101,19 @@ def ensure_dockerd() -> str:
     return OWN_SOCKET
 
 
+def dockerd_or_skip() -> str:
+    """`ensure_dockerd()` for a test: it skips, saying why, only where no daemon can be
+    started (not root); as root a failure to start one is the test's failure."""
+    import pytest
+
+    try:
+        return ensure_dockerd()
+    except DockerUnavailable as exc:
+        if os.geteuid() != 0:
+            pytest.skip(f"needs root to start a Docker daemon: {exc}")
+        raise
+
+
 def _start_dockerd() -> None:
     if os.geteuid() != 0:
         raise DockerUnavailable("no Docker daemon is reachable and starting one needs root")

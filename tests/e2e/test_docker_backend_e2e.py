@@ -11,7 +11,6 @@ polls for the expected state with a bounded wait.
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import tempfile
 import time
@@ -25,7 +24,11 @@ import pytest
 import requests
 from conftest import Emulator, EmulatorNode, Launcher
 
-from tests.docker_env import DockerUnavailable, docker_client, ensure_base_image, ensure_dockerd
+from tests.docker_env import (
+    docker_client,
+    dockerd_or_skip,
+    ensure_base_image,
+)
 
 TIMEOUT = 30.0  # generous: a loaded 2-core machine
 #: the first run on a machine builds the base image (debootstrap, 1-2 min) in a fixture
@@ -35,12 +38,7 @@ VNC = "vnc://127.0.0.1:5901"  # where the container's VNC server would listen
 
 @pytest.fixture(scope="module")
 def docker_host() -> str:
-    try:
-        return ensure_dockerd()
-    except DockerUnavailable as exc:
-        if os.geteuid() != 0:
-            pytest.skip(f"needs root to start a Docker daemon: {exc}")
-        raise
+    return dockerd_or_skip()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import socket
 import tarfile
 import threading
@@ -25,7 +24,12 @@ import yaml
 from backends import BackendError, backend_class, create_backend, docker_events
 from backends.base import BootDevice, PowerOp, PowerState
 from backends.docker import DockerBackend
-from tests.docker_env import DockerUnavailable, docker_client, ensure_base_image, ensure_dockerd
+from tests.docker_env import (
+    docker_client,
+    dockerd_or_skip,
+    ensure_base_image,
+    ensure_dockerd,
+)
 
 TIMEOUT = 15.0
 #: the first run on a machine builds the base image (debootstrap, 1-2 min) in a fixture
@@ -36,12 +40,7 @@ SHELL = ["/bin/bash"]
 # -- fixtures ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def docker_host() -> str:
-    try:
-        return ensure_dockerd()
-    except DockerUnavailable as exc:
-        if os.geteuid() != 0:
-            pytest.skip(f"needs root to start a Docker daemon: {exc}")
-        raise
+    return dockerd_or_skip()
 
 
 @pytest.fixture(scope="module")
