@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -61,6 +62,15 @@ def main() -> None:
               help="Keep users, boot overrides and a memory node's power in DIR/state.sqlite3 "
                    "across restarts (even kill -9).  [default: the config's "
                    "defaults.state_dir, else none: state is lost on exit]")
+@click.option("--tls", is_flag=True, default=None,
+              help="Serve Redfish over HTTPS. Without --tls-cert, certificates are made and "
+                   "signed by a lab CA kept in STATE_DIR/tls (else ~/.local/state/bmc-emulator/"
+                   "tls): trust its ca.pem.  [default: the config's defaults.redfish_tls]")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Certificate (PEM, chain included) of every HTTPS Redfish service; implies "
+                   "--tls, needs --tls-key.")
+@click.option("--tls-key", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Private key (PEM) of --tls-cert.")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
               default="info", show_default=True, help="Logging to stderr.")
 @click.option("--manage", is_flag=True,
@@ -72,12 +82,13 @@ def serve(config_file: Path | None, nodes: int | None, backend: str | None, bind
           console_port_base: int | None, username: str | None,
           password: str | None, log_level: str, manage: bool,
           manage_socket: str | None, shard: str | None = None,
-          state_dir: str | None = None) -> None:
+          state_dir: str | None = None, tls: bool | None = None, tls_cert: str | None = None,
+          tls_key: str | None = None) -> None:
     """Serve IPMI and Redfish for every node until SIGINT or SIGTERM.
 
     Flags override the config file's `defaults:`; a node's own settings win over both.
     """
-    from bmc.config import ConfigError, Overrides, default_config, load_config
+    from bmc.config import ConfigError, Overrides, TlsConfig, default_config, load_config
 
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -85,6 +96,10 @@ def serve(config_file: Path | None, nodes: int | None, backend: str | None, bind
                           ipmi_port_base=ipmi_port_base, redfish_port_base=redfish_port_base,
                           console_port_base=console_port_base, address_base=address_base,
                           backend=backend, state_dir=state_dir)
+    if (tls_cert is None) != (tls_key is None):
+        _fail(["--tls-cert and --tls-key go together"], EXIT_CONFIG)
+    if tls or tls_cert:
+        overrides = replace(overrides, redfish_tls=TlsConfig(cert=tls_cert, key=tls_key))
     try:
         if config_file is None:
             config = default_config(overrides)

@@ -60,6 +60,19 @@ class ConsoleConfig:
     novnc_url: str | None = None
 
 
+@dataclass(frozen=True)
+class TlsConfig:
+    """HTTPS for a node's Redfish service: its own certificate and key, or (None) one the
+    emulator makes and signs with its lab CA (redfish/tls.py)."""
+
+    cert: str | None = None
+    key: str | None = None
+    #: more names (DNS names, IP addresses) a made certificate is valid for
+    names: tuple[str, ...] = ()
+    #: a plain-HTTP request on the HTTPS port: a 308 to https:// (False: a 400 saying so)
+    redirect_http: bool = True
+
+
 @dataclass
 class NodeConfig:
     name: str
@@ -81,6 +94,8 @@ class NodeConfig:
     ipmi_sol_port: int | None = None
     #: IPMI 1.5 "straight password" authentication (the password crosses the wire in clear)
     ipmi_password_auth: bool = False
+    #: HTTPS for Redfish; None = plain HTTP
+    redfish_tls: TlsConfig | None = None
     #: the config file this node came from and the line of each of its fields ("" = the node),
     #: so that problems found later (a backend refusing its settings) can still point at a line
     source: str | None = None
@@ -94,7 +109,8 @@ class NodeConfig:
 
     @property
     def redfish_url(self) -> str:
-        return f"http://{self.redfish.host_port}"
+        scheme = "https" if self.redfish_tls is not None else "http"
+        return f"{scheme}://{self.redfish.host_port}"
 
     def problem(self, field_name: str, message: str) -> Problem:
         line = self.lines.get(field_name, self.lines.get(""))
@@ -135,6 +151,8 @@ class Defaults:
     backend_from: str | None = None  # see NodeConfig.backend_from
     #: where the emulator keeps what must survive a restart (bmc/state.py); None: nowhere
     state_dir: str | None = None
+    #: HTTPS for the Redfish service of nodes that do not say (`defaults.redfish_tls`, --tls)
+    redfish_tls: TlsConfig | None = None
 
     def updated(self, **values: Any) -> Defaults:
         """A copy with every value that is not None replaced."""
@@ -155,6 +173,7 @@ class Overrides:
     address_base: str | None = None
     backend: str | None = None  # a backend type; its settings come from the file, if the same
     state_dir: str | None = None
+    redfish_tls: TlsConfig | None = None  # --tls, --tls-cert/--tls-key
 
     def given(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)
@@ -376,7 +395,8 @@ def _generated_nodes(defaults: Defaults) -> tuple[list[NodeConfig], list[Problem
                                 backend_from=defaults.backend_from,
                                 console=ConsoleConfig(websocket=websocket),
                                 ipmi_session_limit=defaults.ipmi_session_limit,
-                                ipmi_idle_timeout=defaults.ipmi_idle_timeout))
+                                ipmi_idle_timeout=defaults.ipmi_idle_timeout,
+                                redfish_tls=defaults.redfish_tls))
     return nodes, problems
 
 

@@ -11,6 +11,8 @@ closed) so that what only a constructor checks comes out in the same run.
 from __future__ import annotations
 
 import functools
+import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -29,6 +31,7 @@ from bmc.config import (
     NodeConfig,
     Overrides,
     Problem,
+    TlsConfig,
     UserConfig,
     _check_overrides,
     _endpoints,
@@ -184,8 +187,10 @@ class _FileCheck:
             parsed, bad = self.validate(models.DefaultsModel, top.defaults, ("defaults",))
             if parsed is None:
                 parsed, bad = models.DefaultsModel(), {"*"}
-        values = parsed.model_dump(exclude_none=True, exclude={"backend"})
+        values = parsed.model_dump(exclude_none=True, exclude={"backend", "redfish_tls"})
         defaults = Defaults().updated(**values)
+        if parsed.redfish_tls is not None:
+            defaults = replace(defaults, redfish_tls=tls_config(parsed.redfish_tls, None))
         if parsed.backend is not None:
             settings = dict(parsed.backend.model_extra or {})
             self.defaults_trial = self.backend_settings(parsed.backend.type, settings,
@@ -287,6 +292,9 @@ def _file_node(spec: Any, index: int, defaults: Defaults,
     idle = own.idle_timeout if own and own.idle_timeout is not None else None
     sol_port = own.sol_port if own else None
     password_auth = bool(own and own.password_auth)
+    tls = defaults.redfish_tls
+    if spec.redfish is not None and spec.redfish.tls is not None:
+        tls = tls_config(spec.redfish.tls, defaults.redfish_tls)
     console = spec.console
     websocket, ws_problems = _websocket(defaults, index, spec.name, console and console.websocket,
                                         locate.source, lines)
@@ -307,9 +315,19 @@ def _file_node(spec: Any, index: int, defaults: Defaults,
                       ipmi_session_limit=limit or defaults.ipmi_session_limit,
                       ipmi_idle_timeout=idle or defaults.ipmi_idle_timeout,
                       ipmi_sol_port=sol_port, ipmi_password_auth=password_auth,
-                      source=locate.source, lines=lines)
+                      redfish_tls=tls, source=locate.source, lines=lines)
     return node, problems
 
+
+
+def tls_config(given: Any, inherited: TlsConfig | None) -> TlsConfig | None:
+    """`tls: false` -> None; `tls: true` -> the defaults' HTTPS, else a made certificate."""
+    if not given.enabled:
+        return None
+    if not given.model_fields_set - {"enabled"}:  # `tls: true`
+        return inherited or TlsConfig()
+    return TlsConfig(cert=given.cert, key=given.key, names=tuple(given.names),
+                     redirect_http=given.redirect_http)
 
 
 def _strerror(exc: Exception) -> str:
@@ -449,6 +467,10 @@ def _yaml_kind(value: Any) -> str:
     return "nothing (null)" if value is None else repr(value)
 
 
+#: what a certificate can name: a DNS name (wildcards too) or an IPv4/IPv6 address
+_TLS_NAME = re.compile(r"[A-Za-z0-9*]([A-Za-z0-9.*-]{0,252})|[0-9A-Fa-f:.]{2,45}")
+
+
 @functools.cache
 def _file_schema() -> Any:
     """The pydantic models of the YAML file: the top level, `defaults:` and a node, each
@@ -456,7 +478,7 @@ def _file_schema() -> Any:
     a file is first read."""
     from types import SimpleNamespace
 
-    from pydantic import BaseModel, ConfigDict, Field, field_validator
+    from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
     # strict: YAML turns `password: 0123` into an int; refuse it rather than guess
     closed = ConfigDict(extra="forbid", strict=True)
@@ -468,6 +490,43 @@ def _file_schema() -> Any:
 
         _address = field_validator("address")(_optional(check_address))
         _port = field_validator("port")(_optional(check_port))
+
+    class TlsModel(BaseModel):
+        model_config = closed
+        enabled: bool = True
+        cert: str | None = Field(default=None, min_length=1)
+        key: str | None = Field(default=None, min_length=1)
+        names: list[str] = Field(default_factory=list)
+        redirect_http: bool = True
+
+        @field_validator("names")
+        @classmethod
+        def _names(cls, names: list[str]) -> list[str]:
+            for name in names:
+                if not _TLS_NAME.fullmatch(name):
+                    raise ValueError(f"{name!r} is not a DNS name or an IP address")
+            return names
+
+        @model_validator(mode="after")
+        def _pair(self) -> TlsModel:
+            if (self.cert is None) != (self.key is None):
+                raise ValueError("cert and key go together (give both, or neither for a "
+                                 "certificate the emulator makes)")
+            for what, path in (("cert", self.cert), ("key", self.key)):
+                if path is not None and not os.path.isfile(path):
+                    raise ValueError(f"{what}: {path}: no such file")
+            return self
+
+    def _tls_shorthand(value: Any) -> Any:
+        # `tls: true` / `tls: false` are short for the mapping (one schema, one error each)
+        return {"enabled": value} if isinstance(value, bool) else value
+
+    class RedfishEndpointModel(EndpointModel):
+        #: true: HTTPS with a made certificate; a mapping: HTTPS as it says; false: plain HTTP
+        tls: TlsModel | None = None
+
+        _tls = field_validator("tls", mode="before")(classmethod(
+            lambda cls, value: _tls_shorthand(value)))
 
     class IpmiEndpointModel(EndpointModel):
         session_limit: int | None = None
@@ -524,7 +583,7 @@ def _file_schema() -> Any:
         name: str
         backend: BackendModel | None = None  # None: `defaults.backend`, else the default
         ipmi: IpmiEndpointModel | None = None
-        redfish: EndpointModel | None = None
+        redfish: RedfishEndpointModel | None = None
         console: ConsoleModel | None = None
         identity: IdentityModel | None = None
         sensors: list[dict[str, Any]] | None = None
@@ -556,6 +615,10 @@ def _file_schema() -> Any:
         address_base: str | None = None
         backend: BackendModel | None = None
         state_dir: str | None = Field(default=None, min_length=1)
+        redfish_tls: TlsModel | None = None
+
+        _tls = field_validator("redfish_tls", mode="before")(classmethod(
+            lambda cls, value: _tls_shorthand(value)))
 
         _bind = field_validator("bind")(_optional(check_address))
         _address_base = field_validator("address_base")(_optional(check_address_base))

@@ -49,7 +49,7 @@ class Fleet:
     def add(self, text: str) -> dict[str, Any]:
         """Add the node `text` describes (YAML or JSON, one node as in the config)."""
         from bmc.config_file import load_node
-        from bmc.serve import StartupError, build_node
+        from bmc.serve import StartupError, build_node, tls_settings
 
         with self._lock:
             spec, problems = load_node(text, "<added node>", self.config.defaults or Defaults(),
@@ -76,7 +76,8 @@ class Fleet:
                                "password_auth": spec.ipmi_password_auth,
                                "idle_timeout": spec.ipmi_idle_timeout})
                 try:
-                    self.redfish.add(spec.redfish.address, spec.redfish.port, node)
+                    tls = tls_settings(spec) if spec.redfish_tls is not None else None
+                    self.redfish.add(spec.redfish.address, spec.redfish.port, node, tls=tls)
                 except BaseException:
                     self.ipmi.remove(node)
                     raise

@@ -19,8 +19,11 @@ from bmc.state import StateError, StateStore
 from bmc.users import UserStore
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from bmc.fleet import Fleet
     from bmc.sensors import SensorSpec
+    from redfish.tls import TlsSettings
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,10 @@ def run(config: Config, stop: threading.Event | None = None, out: TextIO | None 
             servers.append(_start("management API", lambda *_: ManagementServer(
                 manage_socket, fleet), config, []))
         print_table(config, out)
+        ca = getattr(servers[1], "ca_path", None)
+        if ca is not None:
+            print(f"Redfish HTTPS certificates are signed by {ca}: trust it (curl --cacert, "
+                  "sushy verify=)", file=out)
         print(ready_line(len(nodes)), file=out, flush=True)
         log.info("serving %s; SIGINT or SIGTERM stops", nodes_text(len(nodes)))
         _warm_up(nodes)
@@ -233,7 +240,27 @@ def _redfish_server(config: Config, nodes: list[Node]) -> Server:
                            "'redfish' package (DMTF's python-redfish-library) installed in this "
                            "environment? Install bmc-emulator in a venv of its own") from exc
 
-    return RedfishServer(_bindings(nodes, [n.redfish for n in config.nodes]))
+    tls = {node: tls_settings(spec) for spec, node in zip(config.nodes, nodes, strict=True)
+           if spec.redfish_tls is not None}
+    return RedfishServer(_bindings(nodes, [n.redfish for n in config.nodes]), tls=tls,
+                         tls_directory=str(tls_directory(config)))
+
+
+def tls_settings(spec: NodeConfig) -> TlsSettings:
+    """The node's `redfish.tls` as the Redfish server takes it."""
+    from redfish.tls import TlsSettings
+
+    tls = spec.redfish_tls
+    assert tls is not None
+    return TlsSettings(cert=tls.cert, key=tls.key, names=tls.names,
+                       redirect_http=tls.redirect_http, address=spec.redfish.address)
+
+
+def tls_directory(config: Config) -> Path:
+    """Where made certificates and the lab CA are kept: STATE_DIR/tls, else the user's."""
+    from redfish.tls import default_directory
+
+    return default_directory(config.defaults.state_dir if config.defaults else None)
 
 
 def _console_server(config: Config, nodes: list[Node]) -> Server:

@@ -22,9 +22,13 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Iterable
+from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from redfish import LOCAL_ADDRESS_KEY, NODE_ENVIRON_KEY
+from redfish.tls import TlsContexts, TlsSettings, default_directory
+from redfish.tls_channel import TlsChannel
 
 if TYPE_CHECKING:
     from bmc.node import Node
@@ -52,6 +56,8 @@ class _AddressBinder:
             start_response("404 Not Found", [("Content-Type", "text/plain"),
                                              ("Content-Length", "19")])
             return [b"no BMC at this host"]
+        if environ.get(PLAIN_ON_TLS_KEY):
+            return _use_https(environ, start_response)
         environ[NODE_ENVIRON_KEY] = node
         return self.app(environ, start_response)
 
@@ -74,8 +80,34 @@ class _NodeBinder:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
                  ) -> Iterable[bytes]:
+        if environ.get(PLAIN_ON_TLS_KEY):
+            return _use_https(environ, start_response)
         environ[NODE_ENVIRON_KEY] = self.node
         return self.app(environ, start_response)
+
+
+#: environ key: the request came in plain HTTP on an HTTPS port (value: redirect it?)
+PLAIN_ON_TLS_KEY = "bmc_emulator.plain_on_tls"
+_REDIRECT = "redirect"
+
+
+def _use_https(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """A plain-HTTP request on an HTTPS port: a 308 to the same URL on https://, or a 400.
+
+    308 (not 301) so that a POST stays a POST with its body, as RFC 9110 says.
+    """
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+    path = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
+    if environ[PLAIN_ON_TLS_KEY] == _REDIRECT and host and path.startswith("/"):
+        location = f"https://{host}{path}"
+        body = b"This BMC speaks HTTPS: " + location.encode("latin-1", "replace") + b"\n"
+        status, headers = "308 Permanent Redirect", [("Location", location)]
+    else:
+        body = b"This port speaks HTTPS only: use https://\n"
+        status, headers = "400 Bad Request", []
+    start_response(status, [*headers, ("Content-Type", "text/plain"),
+                            ("Content-Length", str(len(body)))])
+    return [body]
 
 
 def _where(addr: str, port: int) -> str:
@@ -207,7 +239,9 @@ class ConnectionCaps:
                     del table[key]
 
 
-def _channel_class(caps: ConnectionCaps | None = None) -> type:
+def _channel_class(caps: ConnectionCaps | None = None,
+                   tls: Callable[[Any], tuple[Callable[[], Any], str] | None] | None = None
+                   ) -> type:
     """waitress's HTTPChannel, except for two things its tasks do.
 
     204 and 304 answers keep HTTP/1.1 connections open: waitress closes the connection after
@@ -219,6 +253,9 @@ def _channel_class(caps: ConnectionCaps | None = None) -> type:
     An answer whose whole body comes in one piece (every JSON answer) is sent with its header
     in one send: waitress sends them apart, and each send from a worker thread costs a round
     trip of the GIL with the I/O thread (~0.3 ms under load) and a TCP segment of its own.
+
+    `tls(node)` says how a node's connections make their TLS context and answer plain HTTP
+    (None: the node speaks plain HTTP); see redfish/tls_channel.py.
     """
     from waitress.channel import HTTPChannel
     from waitress.task import WSGITask
@@ -237,6 +274,11 @@ def _channel_class(caps: ConnectionCaps | None = None) -> type:
                     local = ""
                 channel.local_address = local
             environ[LOCAL_ADDRESS_KEY] = local
+            if channel.secure:
+                environ["wsgi.url_scheme"] = "https"
+            elif channel.plain_on_tls:
+                environ[PLAIN_ON_TLS_KEY] = channel.plain_on_tls
+                self.set_close_on_finish()  # answered once, then closed: it is no HTTPS client
             return environ
 
         def build_response_header(self) -> bytes:
@@ -266,21 +308,28 @@ def _channel_class(caps: ConnectionCaps | None = None) -> type:
                 self.channel.write_soon(header)
                 super().write(data)  # drops the body as waitress does (e.g. a 304's)
 
-    class Channel(HTTPChannel):  # type: ignore[misc]
+    class Channel(TlsChannel, HTTPChannel):  # type: ignore[misc]
         task_class = Task
         _counted: tuple[Any, str] | None = None
 
         def __init__(self, server: Any, sock: socket.socket, addr: Any, adj: Any,
                      map: Any = None) -> None:  # noqa: A002 - waitress's name
             super().__init__(server, sock, addr, adj, map)
-            if caps is None:
-                return
             # the node: its listener, or its address on a shared listener (kept: the task's
             # environ and a node's removal read it too)
             node: Any = server
-            if isinstance(server.application, _AddressBinder):
+            application = server.application
+            if isinstance(application, _AddressBinder):
                 self.local_address = _local_address(sock)
                 node = (server, self.local_address)
+                served = application.nodes.get(self.local_address)
+            else:
+                served = getattr(application, "node", None)
+            made = tls(served) if tls is not None and served is not None else None
+            if made is not None:
+                self.tls_context, self.http_on_tls = made
+            if caps is None:
+                return
             client = str(addr[0]) if isinstance(addr, tuple) and addr else ""
             if caps.admit(self, node, client):
                 self._counted = (node, client)
@@ -309,11 +358,17 @@ class RedfishServer:
     """The Redfish services of many BMCs in one process: one socket per (addr, port, node)."""
 
     def __init__(self, bindings: list[tuple[str, int, Node]], threads: int = 16,
-                 app_options: dict[str, Any] | None = None) -> None:
+                 app_options: dict[str, Any] | None = None,
+                 tls: dict[Node, TlsSettings] | None = None,
+                 tls_directory: str | None = None) -> None:
         if not bindings:
             raise ValueError("RedfishServer needs at least one (addr, port, node) binding")
         self.bindings = list(bindings)
         self.threads = threads
+        #: the nodes that speak HTTPS, and how; where generated certificates are kept
+        self.tls: dict[Node, TlsSettings] = dict(tls or {})
+        self.tls_contexts = TlsContexts(default_directory(None) if tls_directory is None
+                                        else Path(tls_directory))
         #: keyword arguments for `redfish.app.create_app` (session and SSE limits, ...)
         self.app_options = dict(app_options or {})
         self._ports: list[int] = []
@@ -338,6 +393,8 @@ class RedfishServer:
         """Bind every socket (OSError naming the port if one fails), then serve in a thread."""
         if self._thread is not None:
             raise RuntimeError("RedfishServer already started")
+        # named certificates and the lab CA read now: a bad file stops the start (TlsError)
+        self.tls_contexts.check(list(self.tls.values()))
         # before binding: with the usual soft limit of 1,024 the sockets alone could exhaust it;
         # 3 per BMC on top for the wake-up pipes waitress makes (and _build closes again)
         n = len(self.bindings)
@@ -403,7 +460,7 @@ class RedfishServer:
         for sock, indexes in zip(sockets[len(own):], shared.values(), strict=True):
             serves[id(sock)] = {self.bindings[i][0]: self.bindings[i][2] for i in indexes}
         listeners = [d for d in self._map.values() if isinstance(d, BaseWSGIServer)]
-        self._channel = _channel_class(self.caps)
+        self._channel = _channel_class(self.caps, self._tls_for)
         for listener in listeners:
             self._adopt(listener, serves[id(listener.socket)])
         if len(listeners) != n:  # a waitress change we do not understand: refuse, never guess
@@ -416,6 +473,22 @@ class RedfishServer:
             listener.trigger = self._trigger
         self._wake = self._trigger.pull_trigger
 
+    def _tls_for(self, node: Node) -> tuple[Callable[[], Any], str] | None:
+        """How connections to `node` make their TLS context, and answer plain HTTP; None: it
+        speaks plain HTTP."""
+        settings = self.tls.get(node)
+        if settings is None:
+            return None
+        return (partial(self.tls_contexts.context, settings),
+                _REDIRECT if settings.redirect_http else "refuse")
+
+    @property
+    def ca_path(self) -> Path | None:
+        """The lab CA's certificate, if a node uses a generated certificate."""
+        if any(not one.cert for one in self.tls.values()):
+            return self.tls_contexts.authority.ca_path
+        return None
+
     def _adopt(self, listener: Any, serves: Node | dict[str, Node]) -> None:
         """Make a waitress listener serve one node, or the nodes of a shared port."""
         listener.application = (_AddressBinder(self._app, serves) if isinstance(serves, dict)
@@ -427,8 +500,20 @@ class RedfishServer:
             self._own[serves] = listener
 
     # -- nodes added and removed while serving --------------------------------------------------
-    def add(self, addr: str, port: int, node: Node, timeout: float = 5.0) -> int:
-        """Serve one more node (from any thread); its bound port. OSError if it cannot bind."""
+    def add(self, addr: str, port: int, node: Node, timeout: float = 5.0,
+            tls: TlsSettings | None = None) -> int:
+        """Serve one more node (from any thread); its bound port. OSError if it cannot bind,
+        TlsError if its certificate cannot be used."""
+        if tls is not None:
+            self.tls_contexts.check([tls])
+            self.tls[node] = tls
+        try:
+            return self._add(addr, port, node, timeout)
+        except BaseException:
+            self.tls.pop(node, None)
+            raise
+
+    def _add(self, addr: str, port: int, node: Node, timeout: float) -> int:
         shared = self._shared.get(port) if ":" not in addr else None
         if shared is not None:
             nodes = shared.application.nodes
@@ -464,6 +549,7 @@ class RedfishServer:
         from waitress import wasyncore
         from waitress.channel import HTTPChannel
 
+        self.tls.pop(node, None)
         listener = self._own.pop(node, None)
         address = None
         if listener is None:

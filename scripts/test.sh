@@ -37,6 +37,7 @@ have qemu-system-x86_64 || missing+=(qemu-system-x86)
 have sshd || missing+=(openssh-server)
 have chromium || missing+=(chromium)
 have ip || missing+=(iproute2)
+have curl || missing+=(curl)  # the HTTPS tests use curl as a client, as users do
 have pkg-config || missing+=(pkg-config)
 [ -e /usr/include/libvirt/libvirt.h ] || missing+=(libvirt-dev)  # to build libvirt-python
 have python3 || missing+=(python3 python3-venv)

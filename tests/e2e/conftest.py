@@ -16,6 +16,7 @@ stopped at teardown, and its stderr is shown with any failing test.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -82,6 +83,13 @@ class Emulator:
                 "-U", self.username, "-P", self.password, "-N", "1", "-R", "3", *command]
 
     @property
+    def ca_path(self) -> str:
+        """The lab CA that signs the made HTTPS certificates, as the emulator printed it."""
+        match = re.search(r"certificates are signed by (\S+): trust it", self.stdout)
+        assert match, f"no lab CA in the emulator's output:\n{self.stdout}"
+        return match.group(1)
+
+    @property
     def stdout(self) -> str:
         return _read(self.workdir / "stdout.txt")
 
@@ -101,6 +109,13 @@ class Emulator:
             self.process.wait()
             raise AssertionError(f"bmc-emulator ignored {signal.Signals(sig).name} for "
                                  f"{timeout}s\n--- stderr ---\n{self.stderr}") from None
+
+
+def _scheme(tls: Any) -> str:
+    """http or https, from a node's `redfish.tls` (or `defaults.redfish_tls`) as given."""
+    if isinstance(tls, dict):
+        return "https" if tls.get("enabled", True) else "http"
+    return "https" if tls else "http"
 
 
 def _read(path: Path) -> str:
@@ -131,8 +146,10 @@ class Launcher:
                                    **(defaults or {})},
                       "nodes": specs}
             path = self.write_config(config)
+            tls = (defaults or {}).get("redfish_tls")
             expected = [EmulatorNode(n["name"], n["ipmi"]["port"],
-                                     f"http://{n['redfish']['address']}:{n['redfish']['port']}",
+                                     f"{_scheme(n['redfish'].get('tls', tls))}://"
+                                     f"{n['redfish']['address']}:{n['redfish']['port']}",
                                      n["ipmi"]["address"]) for n in specs]
             try:
                 return self.launch(["--config", str(path), "--log-level", log_level, *args],
