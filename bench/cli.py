@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sweep", action="store_true",
                         help="scale run: also sweep the fleet (one ipmitool power status and "
                              "one GET System per node, 32 clients at once)")
+    parser.add_argument("--tls", action="store_true",
+                        help="scale run: Redfish over HTTPS (serve --tls); every Redfish probe "
+                             "makes a TLS handshake")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, configs)")
     args = parser.parse_args(argv)
     if args.only:
@@ -94,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         done = _rounds(runnable, rounds, settings, samples, workdir, began + budget)
         scale_results = scale.run_all(counts, workdir / "scale", layouts, log,
-                                      sweep=args.sweep)
+                                      sweep=args.sweep, tls=args.tls)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

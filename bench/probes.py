@@ -7,6 +7,7 @@ import http.client
 import json
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass
@@ -36,9 +37,11 @@ def ipmi_answers(host: str, port: int, timeout: float = 0.005) -> bool:
 
 
 def http_status(host: str, port: int, path: str, auth: tuple[str, str] | None = None,
-                timeout: float = 2.0) -> int | None:
-    """The HTTP status of GET path, or None if nothing answers (refused, reset, timeout)."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+                timeout: float = 2.0, tls: ssl.SSLContext | None = None) -> int | None:
+    """The HTTP status of GET path (over HTTPS with `tls`), or None if nothing answers
+    (refused, reset, timeout, a failed handshake)."""
+    conn = (http.client.HTTPConnection(host, port, timeout=timeout) if tls is None
+            else http.client.HTTPSConnection(host, port, timeout=timeout, context=tls))
     try:
         conn.request("GET", path, headers=basic_auth(auth))
         response = conn.getresponse()

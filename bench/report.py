@@ -188,7 +188,8 @@ def _scale_goal(scale: list[ScaleResult], nodes: int, rss_mb: float,
         met = False if not (small and quick and clean) or s.all_answer is False \
             else s.all_answer
         goals.append(Goal(
-            what.replace(" in one process", f" in one process ({s.layout})"), met,
+            what.replace(" in one process", f" in one process ({s.layout}"
+                         f"{', HTTPS' if s.tls else ''})"), met,
             f"ready {num(s.ready_s)} s, IPMI {s.ipmi_answered}/{s.nodes}, Redfish "
             f"{s.redfish_answered}/{s.nodes}, sample: {s.sample_text}, RSS {num(rss)} MiB, "
             f"sweep: {_sweep_text(s)}" + (f" ({s.problem})" if s.problem else "")))
@@ -212,7 +213,8 @@ def scale_table(results: list[ScaleResult], out: Callable[[str], None]) -> None:
              "MiB/node", "IPMI answered", "Redfish answered", "sample", "sweep"]]
     for r in results:
         per_node = ((r.rss_after_mib or 0) / r.nodes) if r.rss_after_mib else None
-        rows.append([str(r.nodes), r.layout, num(r.ready_s), num(r.rss_ready_mib),
+        layout = r.layout + (" https" if r.tls else "")
+        rows.append([str(r.nodes), layout, num(r.ready_s), num(r.rss_ready_mib),
                      num(r.rss_after_mib), num(per_node), f"{r.ipmi_answered}/{r.nodes}",
                      f"{r.redfish_answered}/{r.nodes}", r.sample_text
                      + (f"  {r.problem}" if r.problem else ""), _sweep_text(r)])

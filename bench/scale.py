@@ -12,6 +12,7 @@ import contextlib
 import os
 import random
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ SWEEP_BUDGET = 900.0  # seconds; the sweep stops there and says how far it got
 class ScaleResult:
     nodes: int
     layout: str  # "ports" (one address, port ranges) or "addresses" (one address per node)
+    tls: bool = False  # Redfish over HTTPS (`serve --tls`): every probe makes a handshake
     ready_s: float | None = None
     rss_ready_mib: float | None = None
     rss_after_mib: float | None = None
@@ -99,8 +101,8 @@ def _endpoints(nodes: int, layout: str) -> tuple[list[str], list[tuple[str, int]
 
 
 def measure(nodes: int, workdir: Path, layout: str = "ports", timeout: float = 90.0,
-            sweep: bool = False) -> ScaleResult:
-    result = ScaleResult(nodes, layout)
+            sweep: bool = False, tls: bool = False) -> ScaleResult:
+    result = ScaleResult(nodes, layout, tls)
     try:
         args, ipmi_eps, redfish_eps = _endpoints(nodes, layout)
     except RuntimeError as exc:
@@ -110,7 +112,11 @@ def measure(nodes: int, workdir: Path, layout: str = "ports", timeout: float = 9
     # memory servers: the figure is the BMCs' (a process server adds its own program)
     cmd = [sys.executable, "-m", "bmc.cli", "serve", "--nodes", str(nodes), "--backend",
            "memory", *args, "--log-level", "warning"]
-    proc = start(cmd, workdir / f"scale-{layout}-{nodes}.log", env=our_env(), cwd=REPO)
+    name = f"scale-{layout}-{nodes}{'-tls' if tls else ''}"
+    if tls:  # certificates made in a directory of this run (its lab CA verifies them all)
+        cmd += ["--tls", "--state-dir", str(workdir / name)]
+    proc = start(cmd, workdir / f"{name}.log", env=our_env(), cwd=REPO)
+    context = None
     try:
         deadline = proc.started + timeout
         while time.monotonic() < deadline and proc.alive():
@@ -122,12 +128,14 @@ def measure(nodes: int, workdir: Path, layout: str = "ports", timeout: float = 9
             result.problem = f"not ready within {timeout:.0f} s: {proc.log_tail(5)}"
             return result
         result.rss_ready_mib = rss_mib(proc.pid)
+        if tls:
+            context = ssl.create_default_context(cafile=workdir / name / "tls" / "ca.pem")
         result.ipmi_answered = _ipmi_all(ipmi_eps)
-        result.redfish_answered = _redfish_all(redfish_eps)
+        result.redfish_answered = _redfish_all(redfish_eps, context)
         (result.sample_size, result.sample_redfish_ok,
-         result.sample_ipmi_ok) = _sample(ipmi_eps, redfish_eps)
+         result.sample_ipmi_ok) = _sample(ipmi_eps, redfish_eps, context)
         if sweep:
-            _sweep(ipmi_eps, redfish_eps, result)
+            _sweep(ipmi_eps, redfish_eps, result, context)
         result.rss_after_mib = rss_mib(proc.pid)
     finally:
         proc.stop(timeout=15)
@@ -162,15 +170,15 @@ def _collect(sock: socket.socket, pending: set[tuple[str, int]], wait: float) ->
             pending.discard(peer[:2])
 
 
-def _redfish_all(endpoints: list[tuple[str, int]]) -> int:
+def _redfish_all(endpoints: list[tuple[str, int]], tls: ssl.SSLContext | None = None) -> int:
     with ThreadPoolExecutor(16) as pool:
-        statuses = pool.map(lambda ep: http_status(ep[0], ep[1], "/redfish/v1", timeout=10),
-                            endpoints)
+        statuses = pool.map(lambda ep: http_status(ep[0], ep[1], "/redfish/v1", timeout=10,
+                                                   tls=tls), endpoints)
         return sum(1 for status in statuses if status == 200)
 
 
-def _sample(ipmi_eps: list[tuple[str, int]], redfish_eps: list[tuple[str, int]]
-            ) -> tuple[int, int, int | None]:
+def _sample(ipmi_eps: list[tuple[str, int]], redfish_eps: list[tuple[str, int]],
+            tls: ssl.SSLContext | None = None) -> tuple[int, int, int | None]:
     """An authenticated GET System and a full ipmitool session on nodes across the range:
     (sample size, Redfish answered, ipmitool answered or None if ipmitool is missing)."""
     n = len(ipmi_eps)
@@ -179,7 +187,7 @@ def _sample(ipmi_eps: list[tuple[str, int]], redfish_eps: list[tuple[str, int]]
     for i in indexes:
         host, port = redfish_eps[i]
         redfish_ok += http_status(host, port, f"/redfish/v1/Systems/node-{i}",
-                                  (USERNAME, PASSWORD), timeout=10) == 200
+                                  (USERNAME, PASSWORD), timeout=10, tls=tls) == 200
         if ipmi_ok is not None:
             with contextlib.suppress(subprocess.SubprocessError):  # a timeout: not answered
                 ipmi_ok += ipmitool(*ipmi_eps[i], "power", "status").ok
@@ -187,7 +195,7 @@ def _sample(ipmi_eps: list[tuple[str, int]], redfish_eps: list[tuple[str, int]]
 
 
 def _sweep(ipmi_eps: list[tuple[str, int]], redfish_eps: list[tuple[str, int]],
-           result: ScaleResult) -> None:
+           result: ScaleResult, tls: ssl.SSLContext | None = None) -> None:
     """Every node: a full `ipmitool power status` session and an authenticated GET of its
     System, SWEEP_CLIENTS at a time, within SWEEP_BUDGET seconds."""
     with_ipmitool = have_ipmitool()
@@ -199,7 +207,7 @@ def _sweep(ipmi_eps: list[tuple[str, int]], redfish_eps: list[tuple[str, int]],
             return None
         host, port = redfish_eps[index]
         redfish = http_status(host, port, f"/redfish/v1/Systems/node-{index}",
-                              (USERNAME, PASSWORD), timeout=10) == 200
+                              (USERNAME, PASSWORD), timeout=10, tls=tls) == 200
         ipmi = None
         if with_ipmitool:
             try:
@@ -218,12 +226,14 @@ def _sweep(ipmi_eps: list[tuple[str, int]], redfish_eps: list[tuple[str, int]],
 
 
 def run_all(counts: list[int], workdir: Path, layouts: list[str],
-            log: Callable[[str], None] = print, sweep: bool = False) -> list[ScaleResult]:
+            log: Callable[[str], None] = print, sweep: bool = False,
+            tls: bool = False) -> list[ScaleResult]:
     results = []
     for layout in layouts:
         for nodes in counts:
-            result = measure(nodes, workdir, layout, sweep=sweep)
-            log(f"scale: {nodes} nodes ({layout}): ready {result.ready_s or float('nan'):.2f} s, "
+            result = measure(nodes, workdir, layout, sweep=sweep, tls=tls)
+            how = f"{layout}, HTTPS" if tls else layout
+            log(f"scale: {nodes} nodes ({how}): ready {result.ready_s or float('nan'):.2f} s, "
                 f"RSS {result.rss_after_mib or float('nan'):.0f} MiB, "
                 f"IPMI {result.ipmi_answered}/{nodes}, Redfish {result.redfish_answered}/{nodes}"
                 + (f", sweep of {result.sweep_nodes} nodes in {result.sweep_s} s "
