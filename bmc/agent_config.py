@@ -165,6 +165,8 @@ def static_hosts(config: Config, view: View, secrets: bool = True) -> dict[str, 
         ipmi_host, ipmi_port = _endpoint(view, node, index, "ipmi")
         rf_host, rf_port = _endpoint(view, node, index, "redfish")
         ipmi = f"{_host(ipmi_host)}:{ipmi_port}"
+        tls = node.redfish_tls is not None
+        scheme = "https" if tls else "http"
         creds = _credentials(node, secrets)
         vnc = _novnc(view, node, index)
         metadata = {"location": view.location, "model": _model(node)}
@@ -178,9 +180,11 @@ def static_hosts(config: Config, view: View, secrets: bool = True) -> dict[str, 
             "control_endpoints": [
                 {"endpoint": ipmi, "type": "ipmi", **creds,
                  "capabilities": list(IPMI_CAPABILITIES)},
-                {"endpoint": f"http://{_host(rf_host)}:{rf_port}", "type": "redfish", **creds,
-                 "capabilities": list(REDFISH_CAPABILITIES),
-                 "tls": {"enabled": False, "insecure_skip_verify": True}},
+                {"endpoint": f"{scheme}://{_host(rf_host)}:{rf_port}", "type": "redfish",
+                 **creds, "capabilities": list(REDFISH_CAPABILITIES),
+                 # the format names no CA file: an agent that has not installed the lab CA
+                 # (or the site's) can only skip the check
+                 "tls": {"enabled": tls, "insecure_skip_verify": True}},
             ],
         }
         if "console" in host["features"]:

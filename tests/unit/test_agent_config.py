@@ -219,3 +219,15 @@ def test_bad_config_is_reported_like_serve(tmp_path: Path) -> None:
     config.write_text("nodes:\n  - name: a\n    colour: red\n")
     status, _, err = run("--config", str(config))
     assert status == 2 and "colour: unknown key" in err
+
+
+def test_https_nodes_are_registered_with_https_and_tls_enabled(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("defaults: {redfish_tls: true}\nnodes:\n  - name: secure\n"
+                      "  - name: plain\n    redfish: {tls: false}\n")
+    secure, plain = check_static(registration("--config", str(config)))
+    assert secure["control_endpoints"][1]["endpoint"] == "https://127.0.0.1:8000"
+    assert secure["control_endpoints"][1]["tls"] == {"enabled": True,
+                                                     "insecure_skip_verify": True}
+    assert plain["control_endpoints"][1]["endpoint"] == "http://127.0.0.1:8001"
+    assert plain["control_endpoints"][1]["tls"]["enabled"] is False
