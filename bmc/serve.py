@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from backends import BackendError, create_backend
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
     from bmc.fleet import Fleet
     from bmc.sensors import SensorSpec
-    from redfish.tls import TlsSettings
+    from redfish.tls import TlsContexts, TlsSettings
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,10 @@ def run(config: Config, stop: threading.Event | None = None, out: TextIO | None 
         _load_aes()  # a first RMCP+ session needs it: better here than in the IPMI thread
         servers.append(_start("Redfish", _redfish_server, config, nodes))
         if any(spec.console.websocket for spec in config.nodes):
-            servers.append(_start("console WebSocket", _console_server, config, nodes))
+            contexts = getattr(servers[1], "tls_contexts", None)
+            servers.append(_start("console WebSocket", partial(_console_server,
+                                                               contexts=contexts),
+                                  config, nodes))
         if manage_socket:
             from bmc.fleet import Fleet
             from bmc.manage import ManagementServer
@@ -263,14 +267,24 @@ def tls_directory(config: Config) -> Path:
     return default_directory(config.defaults.state_dir if config.defaults else None)
 
 
-def _console_server(config: Config, nodes: list[Node]) -> Server:
+def _console_server(config: Config, nodes: list[Node], contexts: TlsContexts | None = None
+                    ) -> Server:
+    """The WebSocket consoles; a node on HTTPS gets wss:// with the same kind of certificate."""
+    from dataclasses import replace
+
     from redfish.console_ws import ConsoleWebSocketServer
 
     bindings = []
+    tls = {}
     for spec, node in zip(config.nodes, nodes, strict=True):
-        if spec.console.websocket is not None:
-            bindings.append((spec.console.websocket.address, spec.console.websocket.port, node))
-    return ConsoleWebSocketServer(bindings)
+        websocket = spec.console.websocket
+        if websocket is None:
+            continue
+        bindings.append((websocket.address, websocket.port, node))
+        if spec.redfish_tls is not None and contexts is not None:
+            # made now: a certificate that cannot be had stops the start, not a viewer
+            tls[node] = contexts.context(replace(tls_settings(spec), address=websocket.address))
+    return ConsoleWebSocketServer(bindings, tls)
 
 
 def _start(label: str, factory: Callable[[Config, list[Node]], Server], config: Config,
@@ -337,7 +351,8 @@ def print_table(config: Config, out: TextIO) -> None:
         row = (node.name, node.ipmi.host_port, node.redfish_url, users)
         if consoles:
             ws = node.console.websocket
-            row += (f"ws://{ws.host_port}" if ws else "-",)
+            scheme = "wss" if node.redfish_tls is not None else "ws"
+            row += (f"{scheme}://{ws.host_port}" if ws else "-",)
         rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

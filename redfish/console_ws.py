@@ -30,6 +30,7 @@ import binascii
 import contextlib
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Sequence
 from functools import partial
@@ -55,16 +56,19 @@ MAX_MESSAGE = 64 * 1024
 REALM = 'Basic realm="bmc-emulator console", charset="UTF-8"'
 
 
-def console_url(address: str, port: int) -> str:
+def console_url(address: str, port: int, secure: bool = False) -> str:
     host = f"[{address}]" if ":" in address else address
-    return f"ws://{host}:{port}{PATH}"
+    return f"{'wss' if secure else 'ws'}://{host}:{port}{PATH}"
 
 
 class ConsoleWebSocketServer:
     """Every node's WebSocket console, on one asyncio loop in one thread."""
 
-    def __init__(self, bindings: list[tuple[str, int, Node]]) -> None:
+    def __init__(self, bindings: list[tuple[str, int, Node]],
+                 tls: dict[Node, ssl.SSLContext] | None = None) -> None:
         self.bindings = bindings
+        #: nodes whose Redfish speaks HTTPS: their console is wss://, with the same certificate
+        self.tls = dict(tls or {})
         self._sockets: list[socket.socket] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
@@ -93,7 +97,7 @@ class ConsoleWebSocketServer:
             self.stop()
             raise OSError(f"console WebSocket server failed: {self._error}")
         for (address, _, node), port in zip(self.bindings, self.ports, strict=True):
-            node.console.websocket_url = console_url(address, port)
+            node.console.websocket_url = console_url(address, port, node in self.tls)
 
     def _run(self) -> None:
         assert self._loop is not None
@@ -115,6 +119,7 @@ class ConsoleWebSocketServer:
             for sock, (_, _, node) in zip(self._sockets, self.bindings, strict=True):
                 servers.append(await serve(
                     partial(self._handler, node), sock=sock, compression=None,
+                    ssl=self.tls.get(node),
                     process_request=partial(self._check, node), max_size=MAX_MESSAGE,
                     select_subprotocol=_token_subprotocol,
                     ping_interval=20, ping_timeout=20, server_header="bmc-emulator"))

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
+import ssl
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import sushy
 from conftest import Launcher
+from websockets.sync.client import connect
 
 from redfish.tls import CertificateAuthority
 
@@ -107,3 +111,30 @@ def test_a_missing_certificate_is_a_config_error_naming_the_line(emulator_factor
     assert result.returncode == 2
     assert f"{config}:4: node 'a': redfish.tls: cert: /nonexistent/c.pem: no such file" \
         in result.stderr
+
+
+def test_the_console_of_an_https_node_is_wss_with_the_same_ca(emulator_factory: Launcher,
+                                                              tmp_path: Path) -> None:
+    port = emulator_factory.free_port("tcp")
+    bmc = emulator_factory(
+        [{"name": "box", "backend": {"type": "process", "command": ["/bin/cat"],
+                                     "power_on": True},
+          "redfish": {"tls": True},
+          "console": {"websocket": {"address": emulator_factory.host, "port": port}}}],
+        args=["--state-dir", str(tmp_path / "state")])
+    node = bmc.nodes[0]
+    assert f"wss://127.0.0.1:{port}" in bmc.stdout
+    answer = curl("--cacert", bmc.ca_path, "-u", f"{bmc.username}:{bmc.password}",
+                  f"{node.redfish_url}/redfish/v1/Managers/BMC")
+    url = json.loads(answer.stdout)["Oem"]["BmcEmulator"]["SerialConsoleWebSocket"]
+    assert url == f"wss://127.0.0.1:{port}/redfish/v1/Managers/BMC/SerialConsole/WebSocket"
+    token = base64.b64encode(f"{bmc.username}:{bmc.password}".encode()).decode()
+    with connect(url, ssl=ssl.create_default_context(cafile=bmc.ca_path), open_timeout=10,
+                 additional_headers={"Authorization": f"Basic {token}"}) as ws:
+        ws.send(b"over-tls\n")
+        seen = b""
+        deadline = time.monotonic() + 10
+        while b"over-tls" not in seen and time.monotonic() < deadline:
+            message = ws.recv(timeout=deadline - time.monotonic())
+            seen += message if isinstance(message, bytes) else message.encode()
+        assert b"over-tls" in seen  # /bin/cat echoed it back through the console
