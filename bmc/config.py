@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from backends import DEFAULT_KIND, known_kinds
+from bmc.faults import Faults
+from bmc.faults import build as build_faults
 from bmc.users import MAX_PASSWORD_BYTES, MAX_USERS, Privilege
 
 PORT_MIN, PORT_MAX = 1, 65535
@@ -96,6 +98,8 @@ class NodeConfig:
     ipmi_password_auth: bool = False
     #: HTTPS for Redfish; None = plain HTTP
     redfish_tls: TlsConfig | None = None
+    #: injected faults (bmc/faults.py); None = none, the default
+    faults: Faults | None = None
     #: the config file this node came from and the line of each of its fields ("" = the node),
     #: so that problems found later (a backend refusing its settings) can still point at a line
     source: str | None = None
@@ -153,6 +157,8 @@ class Defaults:
     state_dir: str | None = None
     #: HTTPS for the Redfish service of nodes that do not say (`defaults.redfish_tls`, --tls)
     redfish_tls: TlsConfig | None = None
+    #: `defaults.faults`, checked (bmc.faults.parse): every node's, under its own `faults:`
+    faults: dict[str, Any] | None = None
 
     def updated(self, **values: Any) -> Defaults:
         """A copy with every value that is not None replaced."""
@@ -396,7 +402,8 @@ def _generated_nodes(defaults: Defaults) -> tuple[list[NodeConfig], list[Problem
                                 console=ConsoleConfig(websocket=websocket),
                                 ipmi_session_limit=defaults.ipmi_session_limit,
                                 ipmi_idle_timeout=defaults.ipmi_idle_timeout,
-                                redfish_tls=defaults.redfish_tls))
+                                redfish_tls=defaults.redfish_tls,
+                                faults=build_faults(defaults.faults)))
     return nodes, problems
 
 

@@ -56,6 +56,7 @@ from bmc.config import (
     flag_backend_problems,
     parse_privilege,
 )
+from bmc.faults import build as build_faults
 
 #: `defaults:` keys that every derived endpoint depends on: with one of them refused, clashes
 #: between derived endpoints would be guesses, so they are not reported
@@ -187,7 +188,9 @@ class _FileCheck:
             parsed, bad = self.validate(models.DefaultsModel, top.defaults, ("defaults",))
             if parsed is None:
                 parsed, bad = models.DefaultsModel(), {"*"}
-        values = parsed.model_dump(exclude_none=True, exclude={"backend", "redfish_tls"})
+        values = parsed.model_dump(exclude_none=True,
+                                   exclude={"backend", "redfish_tls", "faults"})
+        values["faults"] = self.faults(parsed.faults, ("defaults", "faults"))
         defaults = Defaults().updated(**values)
         if parsed.redfish_tls is not None:
             defaults = replace(defaults, redfish_tls=tls_config(parsed.redfish_tls, None))
@@ -210,6 +213,16 @@ class _FileCheck:
                 self.problems += flag_backend_problems(kind)
             self.defaults_trial = None  # the flag's problems are reported with the flags
         return defaults, bool(bad & (_ENDPOINT_DEFAULTS | {"*"}))
+
+    def faults(self, raw: dict[str, Any] | None, loc: tuple[Any, ...]) -> dict[str, Any] | None:
+        """A `faults:` mapping checked (bmc/faults.py): its values; problems recorded here."""
+        if raw is None:
+            return None
+        from bmc.faults import parse
+
+        values, found = parse(raw)
+        self.problems += [self.locate((*loc, key) if key else loc, text) for key, text in found]
+        return values
 
     def problems_of(self, field_name: str) -> list[Problem]:
         return [p for p in self.problems if p.field == field_name]
@@ -252,6 +265,9 @@ class _FileCheck:
             return None
         node, problems = _file_node(spec, index, defaults, self.locate)
         self.problems += problems
+        if defaults.faults or spec.faults is not None:
+            node.faults = build_faults(defaults.faults,
+                                       self.faults(spec.faults, (*loc, "faults")))
         node.unchecked = frozenset(bad & _CROSS_CHECKED)
         if spec.backend is not None:  # its own: checked here (an inherited one is, once)
             node.lines.update(self.backend_lines((*loc, "backend")))
@@ -587,6 +603,7 @@ def _file_schema() -> Any:
         console: ConsoleModel | None = None
         identity: IdentityModel | None = None
         sensors: list[dict[str, Any]] | None = None
+        faults: dict[str, Any] | None = None  # checked by bmc.faults.parse, key by key
         users: list[UserModel] | None = Field(default=None, min_length=1,
                                               max_length=MAX_USERS_PER_NODE)
 
@@ -616,6 +633,7 @@ def _file_schema() -> Any:
         backend: BackendModel | None = None
         state_dir: str | None = Field(default=None, min_length=1)
         redfish_tls: TlsModel | None = None
+        faults: dict[str, Any] | None = None
 
         _tls = field_validator("redfish_tls", mode="before")(classmethod(
             lambda cls, value: _tls_shorthand(value)))

@@ -95,6 +95,23 @@ class Fleet:
                  spec.redfish_url)
         return _describe(spec, node)
 
+    def set_faults(self, name: str, raw: Any) -> dict[str, Any] | None:
+        """Replace the faults of node `name` with the `faults:` mapping `raw` (None or {}:
+        none); the node as `describe` shows it, None if there is no such node. NodeRefused
+        names every problem of `raw`."""
+        from bmc.faults import build, parse, set_faults
+
+        values, found = parse(raw if raw is not None else {})
+        if found:
+            raise NodeRefused([f"faults.{key}: {text}" if key else f"faults: {text}"
+                               for key, text in found])
+        with self._lock:
+            node, spec = self._nodes.get(name), self._specs.get(name)
+            if node is None or spec is None:
+                return None
+            set_faults(node, build(values), "management API")
+        return _describe(spec, node)
+
     def remove(self, name: str) -> bool:
         with self._lock:
             node = self._nodes.pop(name, None)
@@ -118,7 +135,19 @@ def _describe(spec: NodeConfig, node: Node) -> dict[str, Any]:
         "redfish": spec.redfish_url,
         "users": [user.name for user in spec.users],
         "backend_fault": node.backend_fault,
+        **_faults(node),
     }
+
+
+def _faults(node: Node) -> dict[str, Any]:
+    """The node's injected faults and what they did, for nodes that ever had some."""
+    from bmc.faults import counters
+
+    state, counted = node.faults, counters(node)
+    if state is None and not counted:
+        return {}
+    return {"faults": state.describe() if state is not None else None,
+            "faults_injected": counted}
 
 
 def _without_file(problem: str) -> str:

@@ -11,6 +11,9 @@ must be the emulator's own user or root. Nothing it says ever contains a passwor
     POST   /v1/nodes          body: one node as in the YAML config (YAML or JSON) -> 201 NODE,
                               or 400 {"errors": ["node 'x': field: message", ...]}
     DELETE /v1/nodes/NAME     204, or 404
+    PUT    /v1/nodes/NAME/faults  body: a `faults:` mapping as in the config (JSON) -> 200 NODE
+                              (its faults replaced; {} clears them), 400 {"errors": [...]}, 404
+    DELETE /v1/nodes/NAME/faults  200 NODE without faults, or 404
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ class Fleet(Protocol):
     def add(self, text: str) -> dict[str, Any]: ...
 
     def remove(self, name: str) -> bool: ...
+
+    def set_faults(self, name: str, raw: Any) -> dict[str, Any] | None: ...
 
 
 def default_socket() -> str:
@@ -116,6 +121,54 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._answer(200, found)
 
+    def _faults_of(self) -> str | None:
+        """NAME of /v1/nodes/NAME/faults, else None."""
+        path = self.path.split("?", 1)[0]
+        prefix, suffix = API + "/", "/faults"
+        if path.startswith(prefix) and path.endswith(suffix):
+            name = path[len(prefix):-len(suffix)]
+            return name if name and "/" not in name else None
+        return None
+
+    def _read_body(self) -> str | None:
+        """The request body, or None after answering 400 for a missing or oversized one."""
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            length = -1
+        if not 0 < length <= MAX_BODY:
+            self._answer(400, {"errors": [f"send a body of at most {MAX_BODY} bytes"]})
+            return None
+        return self.rfile.read(length).decode("utf-8", errors="replace")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        if not self._allowed():
+            return
+        name = self._faults_of()
+        if name is None:
+            self._answer(404, {"error": f"no such resource {self.path!r}"})
+            return
+        text = self._read_body()
+        if text is None:
+            return
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            self._answer(400, {"errors": [f"faults: not JSON: {exc}"]})
+            return
+        self._set_faults(name, raw)
+
+    def _set_faults(self, name: str, raw: Any) -> None:
+        try:
+            node = self.server.fleet.set_faults(name, raw)
+        except NodeRefused as exc:
+            self._answer(400, {"errors": exc.problems})
+            return
+        if node is None:
+            self._answer(404, {"error": f"no node named {name!r}"})
+        else:
+            self._answer(200, node)
+
     def do_POST(self) -> None:  # noqa: N802
         if not self._allowed():
             return
@@ -143,6 +196,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:  # noqa: N802
         if not self._allowed():
+            return
+        faults_of = self._faults_of()
+        if faults_of is not None:
+            self._set_faults(faults_of, None)
             return
         name = self._name()
         if name is None or not self.server.fleet.remove(name):

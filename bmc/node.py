@@ -26,6 +26,7 @@ from bmc.users import UserStore
 
 if TYPE_CHECKING:
     from bmc.bios import Bios
+    from bmc.faults import FaultState
     from bmc.firmware import Firmware
     from bmc.inventory import Inventory
     from bmc.lockout import AccountLockout
@@ -200,6 +201,8 @@ class Node:
     secure_boot: SecureBoot
     virtual_media: VirtualMedia
     firmware: Firmware
+    #: injected faults (bmc/faults.py); None, the default, costs the front ends one check
+    faults: FaultState | None = None
 
     def __init__(self, name: str, backend: Backend, users: UserStore | None = None,
                  uuid: str | None = None, identity: Identity | None = None,
@@ -421,6 +424,9 @@ class Node:
         if not self.supports(action):
             raise Unsupported(f"{action.value} is not supported by the "
                               f"{self.backend.kind or 'node'}'s backend")
+        injected = self.faults
+        if injected is not None and injected.faults.stuck_power:
+            return injected.stuck_action(action.value)  # accepted, never carried out
         fault = self._fault
         if fault is not None:
             raise BackendUnavailable(fault)

@@ -1,4 +1,4 @@
-"""`bmc-emulator nodes list|show|add|remove`: manage the nodes of a running emulator.
+"""`bmc-emulator nodes list|show|add|remove|faults`: manage the nodes of a running emulator.
 
 Talks to the management API (`bmc.manage`) of a `bmc-emulator serve --manage` on its Unix
 socket, like `vbmc add/delete/list` talks to vbmcd. Imports only click until a command runs.
@@ -41,7 +41,8 @@ def _fail(messages: list[str], status: int) -> NoReturn:
 
 @click.group()
 def nodes() -> None:
-    """List, show, add and remove the nodes of a running `bmc-emulator serve --manage`."""
+    """List, show, add and remove the nodes of a running `bmc-emulator serve --manage`, and
+    inject faults into them."""
 
 
 @nodes.command("list")
@@ -105,3 +106,62 @@ def remove_node(socket_path: str | None, name: str) -> None:
     if status != 204:
         _fail([(body or {}).get("error", f"HTTP {status}")], EXIT_UNREACHABLE)
     click.echo(f"removed {name}")
+
+
+def _unreachable(value: str) -> float | bool:
+    if value == "forever":
+        return True
+    try:
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither seconds nor 'forever'") from None
+
+
+@nodes.command("faults")
+@_socket_option
+@click.argument("name")
+@click.option("--latency", metavar="SECONDS",
+              help="Answer after SECONDS, or after a random time in a range MIN-MAX "
+                   "(e.g. 0.2-1.5), on both protocols.")
+@click.option("--ipmi-drop", type=float, metavar="PERCENT",
+              help="Drop this percentage of the IPMI datagrams the BMC receives.")
+@click.option("--redfish-errors", type=float, metavar="PERCENT",
+              help="Answer this percentage of Redfish requests with an error.")
+@click.option("--redfish-error-status", type=click.Choice(["500", "503"]),
+              help="The status of those errors (503 carries Retry-After).  [default: 503]")
+@click.option("--stuck-power", is_flag=True,
+              help="Accept power actions but never carry them out.")
+@click.option("--unreachable", metavar="SECONDS|forever",
+              help="Drop IPMI and close Redfish connections for SECONDS (or until cleared).")
+@click.option("--seed", type=int, help="Seed the random drops and errors (reproducible runs).")
+@click.option("--clear", is_flag=True, help="Remove every fault of the node.")
+def node_faults(socket_path: str | None, name: str, latency: str | None,
+                ipmi_drop: float | None, redfish_errors: float | None,
+                redfish_error_status: str | None, stuck_power: bool, unreachable: str | None,
+                seed: int | None, clear: bool) -> None:
+    """Inject faults into node NAME, replacing those it has (see README "Fault injection");
+    without options, show its faults and what they did."""
+    from bmc.manage import API
+
+    given = {"latency": latency, "ipmi_drop": ipmi_drop,
+             "redfish_error_rate": redfish_errors,
+             "redfish_error_status": int(redfish_error_status) if redfish_error_status else None,
+             "stuck_power": stuck_power or None,
+             "unreachable": _unreachable(unreachable) if unreachable is not None else None,
+             "seed": seed}
+    faults = {key: value for key, value in given.items() if value is not None}
+    if clear and faults:
+        _fail(["--clear takes no other fault option"], EXIT_REFUSED)
+    url = f"{API}/{name}/faults"
+    if clear:
+        status, body = _call(socket_path, "DELETE", url)
+    elif faults:
+        status, body = _call(socket_path, "PUT", url, json.dumps(faults))
+    else:
+        status, body = _call(socket_path, "GET", f"{API}/{name}")
+    if status == 400:
+        _fail(body.get("errors", [f"HTTP {status}"]), EXIT_REFUSED)
+    if status != 200:
+        _fail([(body or {}).get("error", f"HTTP {status}")], EXIT_UNREACHABLE)
+    shown = {"faults": body.get("faults"), "faults_injected": body.get("faults_injected", {})}
+    click.echo(json.dumps(shown, indent=2))

@@ -178,6 +178,10 @@ def build_node(spec: NodeConfig, store: StateStore | None = None) -> Node:
         console.close()
         backend.close()
         raise StartupError(f"node '{spec.name}': {exc}") from exc
+    if spec.faults is not None:
+        from bmc.faults import set_faults
+
+        set_faults(node, spec.faults, "config")
     return node
 
 

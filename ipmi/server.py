@@ -16,6 +16,8 @@ address that is no BMC's are dropped.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
 import selectors
 import socket
@@ -38,6 +40,8 @@ SESSION_SWEEP_SECONDS = 5.0
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 _PKTINFO = struct.Struct("=i4s4s")  # ifindex, spec_dst (source to use), addr (destination)
 _CMSG_SPACE = socket.CMSG_SPACE(_PKTINFO.size)
+#: datagrams one node may have held by injected latency (bmc/faults.py) before more are dropped
+MAX_HELD = 64
 
 
 class _SharedPort:
@@ -82,6 +86,11 @@ class IpmiServer:
         # from when the socket is shared (None: the socket's own)
         self._route: dict[BmcEndpoint, tuple[socket.socket, bytes | None]] = {}
         self._busy: set[BmcEndpoint] = set()  # endpoints with a deadline (active SOL)
+        # datagrams held by injected latency: (due, order, endpoint, data, peer), soonest
+        # first; the loop handles them when due, never sleeping on one node's behalf
+        self._held: list[tuple[float, int, BmcEndpoint, bytes, tuple]] = []
+        self._held_count: dict[BmcEndpoint, int] = defaultdict(int)
+        self._held_order = itertools.count()
 
     @property
     def ports(self) -> list[int]:
@@ -224,6 +233,8 @@ class IpmiServer:
                 self._drain(key.fileobj, endpoint)  # type: ignore[arg-type]
                 self._flush(endpoint)  # what the datagrams started (SOL output, notices)
             now = time.monotonic()
+            if self._held and self._held[0][0] <= now:
+                self._release_held(now)
             for endpoint in list(self._busy):
                 deadline = endpoint.next_deadline()
                 if deadline is None or deadline <= now:
@@ -235,6 +246,8 @@ class IpmiServer:
 
     def _timeout(self, next_sweep: float) -> float:
         deadlines = [d for d in (e.next_deadline() for e in self._busy) if d is not None]
+        if self._held:
+            deadlines.append(self._held[0][0])
         return max(0.0, min([next_sweep, *deadlines]) - time.monotonic())
 
     def _wake(self) -> None:
@@ -267,6 +280,9 @@ class IpmiServer:
             self._busy.add(endpoint)
 
     def _send(self, endpoint: BmcEndpoint, data: bytes, peer: tuple) -> None:
+        faults = endpoint.node.faults
+        if faults is not None and faults.unreachable():
+            return  # an unreachable BMC sends nothing either (SOL output, late replies)
         sock, source = self._route[endpoint]
         try:
             if source is None:
@@ -287,9 +303,43 @@ class IpmiServer:
             except OSError as exc:  # e.g. ICMP port unreachable from a vanished client
                 log.debug("recv error: %s", exc)
                 continue
+            self._receive(endpoint, data, peer)
+
+    def _receive(self, endpoint: BmcEndpoint, data: bytes, peer: tuple) -> None:
+        """Handle one datagram and send its reply, unless injected faults drop or hold it."""
+        faults = endpoint.node.faults
+        if faults is not None:
+            delay = faults.ipmi_datagram()
+            if delay is None:
+                return  # dropped, as a lossy (or unreachable) network would
+            if delay > 0:
+                if self._held_count[endpoint] >= MAX_HELD:
+                    faults.ipmi_held_over()
+                    return
+                self._held_count[endpoint] += 1
+                heapq.heappush(self._held, (time.monotonic() + delay, next(self._held_order),
+                                            endpoint, data, peer))
+                return
+        reply = endpoint.datagram_received(data, peer)
+        if reply is not None:
+            self._send(endpoint, reply, peer)
+
+    def _release_held(self, now: float) -> None:
+        """Handle the held datagrams that are due (their node may be gone meanwhile)."""
+        served: set[BmcEndpoint] = set()
+        while self._held and self._held[0][0] <= now:
+            _due, _order, endpoint, data, peer = heapq.heappop(self._held)
+            left = self._held_count.pop(endpoint, 1) - 1
+            if left:
+                self._held_count[endpoint] = left
+            if endpoint not in self._route:
+                continue  # removed while its datagram was held
             reply = endpoint.datagram_received(data, peer)
             if reply is not None:
                 self._send(endpoint, reply, peer)
+            served.add(endpoint)
+        for endpoint in served:
+            self._flush(endpoint)
 
     def _drain_shared(self, port: _SharedPort) -> set[BmcEndpoint]:
         """Read a shared socket until empty; the endpoints that got datagrams."""
@@ -310,9 +360,7 @@ class IpmiServer:
             if endpoint is None:
                 continue  # to an address of this host that is no BMC's
             served.add(endpoint)
-            reply = endpoint.datagram_received(data, peer)
-            if reply is not None:
-                self._send(endpoint, reply, peer)
+            self._receive(endpoint, data, peer)
         return served
 
     def stop(self) -> None:
@@ -336,6 +384,8 @@ class IpmiServer:
         self._route.clear()
         self._shared.clear()
         self._busy.clear()
+        self._held.clear()
+        self._held_count.clear()
 
 
 #: the selector key data of the wake-up socket

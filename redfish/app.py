@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -95,12 +96,14 @@ def create_app(*, session_timeout: float = auth.DEFAULT_SESSION_TIMEOUT,
         allowed[rule.rule] |= (rule.methods or set()) - {"OPTIONS"}
     app.extensions["redfish.allow"] = {k: ", ".join(sorted(v)) for k, v in allowed.items()}
 
+    app.before_request(_injected_error)  # first: a failing BMC fails before anything else
     app.before_request(_bind_and_authenticate)
     app.after_request(_redfish_headers)
     app.register_error_handler(RedfishError, _redfish_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     app.wsgi_app = _strip_trailing_slash(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = _inject_faults(app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 
@@ -134,6 +137,76 @@ def _strip_trailing_slash(wsgi_app: WsgiApp) -> WsgiApp:
         return wsgi_app(environ, start_response)
 
     return app
+
+
+#: environ key: the status of an error injected into this request (bmc/faults.py)
+INJECTED_ERROR_KEY = "bmc_emulator.injected_error"
+
+
+def _inject_faults(wsgi_app: WsgiApp) -> WsgiApp:
+    """The node's injected faults (bmc/faults.py), before Flask sees the request.
+
+    Unreachable: the connection is closed without an answer, by raising waitress's
+    ClientDisconnected (waitress then closes it and writes nothing; the app's own error
+    handlers, which would answer 500, never see it). Latency: the request sleeps on its
+    worker thread (that thread is held for the delay). An error: `_injected_error` answers.
+    """
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        faults = getattr(environ.get(context.NODE_ENVIRON_KEY), "faults", None)
+        if faults is None:
+            return wsgi_app(environ, start_response)
+        verdict, delay = faults.redfish_request()
+        if verdict == "close":
+            _drop_connection()
+        if delay > 0:
+            time.sleep(delay)
+        if verdict == "error":
+            environ[INJECTED_ERROR_KEY] = faults.faults.redfish_error_status
+        return wsgi_app(environ, start_response)
+
+    return app
+
+
+#: the worker thread is closing a connection for an unreachable node (waitress logs it)
+_dropping = threading.local()
+_quiet_lock = threading.Lock()
+_quiet = False
+
+
+def _drop_connection() -> None:
+    from waitress.channel import ClientDisconnected
+
+    global _quiet
+    if not _quiet:
+        with _quiet_lock:
+            if not _quiet:
+                logging.getLogger("waitress").addFilter(_not_injected)
+                _quiet = True
+    _dropping.now = True
+    raise ClientDisconnected("fault injection: the BMC is unreachable")
+
+
+def _not_injected(record: logging.LogRecord) -> bool:
+    """False for waitress's INFO line about a connection closed for an unreachable node:
+    injected faults are logged once when set, not per request."""
+    if getattr(_dropping, "now", False) and record.getMessage().startswith(
+            "Client disconnected while serving"):
+        _dropping.now = False
+        return False
+    return True
+
+
+def _injected_error() -> None:
+    status = request.environ.get(INJECTED_ERROR_KEY)
+    if status is None:
+        return
+    if status == 503:
+        from bmc.faults import RETRY_AFTER
+
+        raise error(503, "ServiceTemporarilyUnavailable", str(RETRY_AFTER),
+                    headers={"Retry-After": str(RETRY_AFTER)})
+    raise error(500, "InternalError")
 
 
 def _is_public(method: str, path: str) -> bool:
