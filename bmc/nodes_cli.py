@@ -108,8 +108,11 @@ def remove_node(socket_path: str | None, name: str) -> None:
     click.echo(f"removed {name}")
 
 
-def _unreachable(value: str) -> float | bool:
+def _unreachable(_ctx: Any, _param: Any, value: str | None) -> float | bool | None:
+    if value is None:
+        return None
     if value == "forever":
+        return True
         return True
     try:
         return float(value)
@@ -131,13 +134,14 @@ def _unreachable(value: str) -> float | bool:
               help="The status of those errors (503 carries Retry-After).  [default: 503]")
 @click.option("--stuck-power", is_flag=True,
               help="Accept power actions but never carry them out.")
-@click.option("--unreachable", metavar="SECONDS|forever",
+@click.option("--unreachable", metavar="SECONDS|forever", callback=_unreachable,
               help="Drop IPMI and close Redfish connections for SECONDS (or until cleared).")
 @click.option("--seed", type=int, help="Seed the random drops and errors (reproducible runs).")
 @click.option("--clear", is_flag=True, help="Remove every fault of the node.")
 def node_faults(socket_path: str | None, name: str, latency: str | None,
                 ipmi_drop: float | None, redfish_errors: float | None,
-                redfish_error_status: str | None, stuck_power: bool, unreachable: str | None,
+                redfish_error_status: str | None, stuck_power: bool,
+                unreachable: float | bool | None,
                 seed: int | None, clear: bool) -> None:
     """Inject faults into node NAME, replacing those it has (see README "Fault injection");
     without options, show its faults and what they did."""
@@ -147,7 +151,7 @@ def node_faults(socket_path: str | None, name: str, latency: str | None,
              "redfish_error_rate": redfish_errors,
              "redfish_error_status": int(redfish_error_status) if redfish_error_status else None,
              "stuck_power": stuck_power or None,
-             "unreachable": _unreachable(unreachable) if unreachable is not None else None,
+             "unreachable": unreachable,
              "seed": seed}
     faults = {key: value for key, value in given.items() if value is not None}
     if clear and faults:

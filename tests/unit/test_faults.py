@@ -251,3 +251,15 @@ def test_no_faults_cost_one_check(node: Node, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(faults_module.FaultState, "stuck_action", boom)
     assert client(node).get("/redfish/v1").status_code == 200
     node.power(PowerAction.ON, timeout=5)
+
+
+def test_the_readme_example_loads(tmp_path: Path) -> None:
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    section = readme.read_text().split("## Fault injection", 1)[1]
+    path = tmp_path / "faults.yaml"
+    path.write_text(section.split("```yaml", 1)[1].split("```", 1)[0])
+    flaky, stuck, gone = load_config(path).nodes
+    assert flaky.faults == Faults(latency=(0.2, 1.5), ipmi_drop=30.0, redfish_error_rate=20.0,
+                                  seed=42)
+    assert stuck.faults == Faults(stuck_power=True)
+    assert gone.faults == Faults(unreachable=60.0)
