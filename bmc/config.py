@@ -30,6 +30,8 @@ WILDCARDS = frozenset({"0.0.0.0", "::"})
 #: IPMI sessions per node: Get Channel Info reports the active count in 6 bits
 MAX_IPMI_SESSIONS = 63
 MAX_IDLE_TIMEOUT = 86400.0
+#: Redfish sessions per node (redfish.auth.DEFAULT_SESSION_LIMIT): a user's share is at most all
+MAX_REDFISH_SESSIONS = 64
 
 
 # -- the runtime config -------------------------------------------------------------------------
@@ -159,6 +161,10 @@ class Defaults:
     redfish_tls: TlsConfig | None = None
     #: `defaults.faults`, checked (bmc.faults.parse): every node's, under its own `faults:`
     faults: dict[str, Any] | None = None
+    #: networks Redfish event subscriptions may push to (None: redfish.destinations' default)
+    redfish_event_destinations: list[str] | None = None
+    #: Redfish sessions one user may hold per node (None: redfish.auth's default, 16)
+    redfish_session_user_limit: int | None = None
 
     def updated(self, **values: Any) -> Defaults:
         """A copy with every value that is not None replaced."""
@@ -290,6 +296,25 @@ def check_buffer_size(size: int) -> int:
     if not 1024 <= size <= 16 * 1024 * 1024:
         raise ValueError(f"{size} is out of range 1024..16777216 bytes")
     return size
+
+
+def check_networks(networks: list[str]) -> list[str]:
+    """Networks such as "10.0.0.0/8" or "192.0.2.7" (host bits are allowed, as in a route)."""
+    import ipaddress
+
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ValueError(f"{network!r} is not a network such as 10.0.0.0/8 or fd00::/8"
+                             ) from None
+    return networks
+
+
+def check_redfish_user_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_REDFISH_SESSIONS:
+        raise ValueError(f"{limit} is out of range 1..{MAX_REDFISH_SESSIONS}")
+    return limit
 
 
 def check_url(url: str) -> str:

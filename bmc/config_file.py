@@ -43,11 +43,13 @@ from bmc.config import (
     check_backend_type,
     check_buffer_size,
     check_idle_timeout,
+    check_networks,
     check_node_name,
     check_nodes,
     check_password,
     check_port,
     check_privilege,
+    check_redfish_user_limit,
     check_sensor_profile,
     check_session_limit,
     check_url,
@@ -632,6 +634,8 @@ def _file_schema() -> Any:
         address_base: str | None = None
         backend: BackendModel | None = None
         state_dir: str | None = Field(default=None, min_length=1)
+        redfish_event_destinations: list[str] | None = None
+        redfish_session_user_limit: int | None = None
         redfish_tls: TlsModel | None = None
         faults: dict[str, Any] | None = None
 
@@ -646,6 +650,9 @@ def _file_schema() -> Any:
         _password = field_validator("password")(_optional(check_password))
         _ports = field_validator("ipmi_port_base", "redfish_port_base",
                                  "console_port_base")(_optional(check_port))
+        _networks = field_validator("redfish_event_destinations")(_optional(check_networks))
+        _user_limit = field_validator("redfish_session_user_limit")(
+            _optional(check_redfish_user_limit))
 
     class FileModel(BaseModel):
         model_config = closed

@@ -22,10 +22,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from backends.base import Backend
 from bmc.users import Privilege
+
+if TYPE_CHECKING:
+    from bmc.state import NodeState
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,44 @@ class SolSettings:
     retry_interval: int = 50  # 500 ms
     non_volatile_bit_rate: int = 0x0A
     volatile_bit_rate: int = 0x0A
+
+    def saved(self) -> dict[str, Any]:
+        """What survives a restart, in plain units (bmc/state.py); the volatile bit rate
+        does not: like a BMC's after a reset, it starts as the non-volatile one."""
+        return {"enabled": self.enabled, "force_encryption": self.force_encryption,
+                "force_authentication": self.force_authentication,
+                "privilege": self.privilege.name.lower(),
+                "accumulate_ms": self.accumulate_interval * 5,
+                "send_threshold": self.send_threshold, "retry_count": self.retry_count,
+                "retry_interval_ms": self.retry_interval * 10,
+                "bit_rate": BIT_RATES.get(self.non_volatile_bit_rate)}
+
+    @classmethod
+    def from_saved(cls, saved: Any) -> SolSettings:
+        """The settings `saved()` gave (ValueError/KeyError/TypeError if they make no sense)."""
+        flags = [saved[name] for name in ("enabled", "force_encryption",
+                                          "force_authentication")]
+        numbers = [saved[name] for name in ("accumulate_ms", "send_threshold", "retry_count",
+                                            "retry_interval_ms")]
+        if not all(isinstance(v, bool) for v in flags) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in numbers):
+            raise ValueError("expected booleans and integers")
+        accumulate, threshold, retries, interval = numbers
+        privilege = Privilege[str(saved["privilege"]).upper()]
+        rate = {bps: code for code, bps in BIT_RATES.items()}[saved["bit_rate"]]
+        if not (Privilege.USER <= privilege <= Privilege.OEM and 5 <= accumulate <= 1275
+                and accumulate % 5 == 0 and 0 <= threshold <= 255 and 0 <= retries <= 7
+                and 0 <= interval <= 2550 and interval % 10 == 0):
+            raise ValueError("a value out of range")
+        return cls(flags[0], flags[1], flags[2], privilege, accumulate // 5, threshold,
+                   retries, interval // 10, rate, rate)
+
+
+#: IPMI SOL bit rate codes -> bits per second (0: the serial port's own setting)
+BIT_RATES: dict[int, int | None] = {0x00: None, 0x06: 9600, 0x07: 19200, 0x08: 38400,
+                                    0x09: 57600, 0x0A: 115200}
+#: the state store's kind of the SOL settings (bmc/state.py); one row, "settings"
+SOL_KIND = "sol"
 
 
 class Viewer:
@@ -86,6 +127,7 @@ class ConsoleHub:
         self.name = name
         self.buffer_size = buffer_size
         self.sol = SolSettings()
+        self._state: NodeState | None = None
         #: a VNC/noVNC viewer URL for the graphical console (Redfish GraphicalConsole)
         self.novnc_url = novnc_url
         #: where the WebSocket console listens, once it does (Redfish SerialConsole Oem)
@@ -101,6 +143,22 @@ class ConsoleHub:
             except OSError as exc:
                 log.warning("%s: cannot open console log %s: %s", name, log_path, exc)
         self.available = backend.attach_console(self._feed)
+
+    def attach_state(self, state: NodeState) -> None:
+        """Take back the saved SOL settings (StateError if they make no sense); `save_sol`
+        saves them from now on."""
+        saved = state.get(SOL_KIND, "settings")
+        if saved is not None:
+            try:
+                self.sol = SolSettings.from_saved(saved)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise state.error(SOL_KIND, "settings", repr(exc)) from exc
+        self._state = state
+
+    def save_sol(self) -> None:
+        """The SOL settings changed (IPMI Set SOL Configuration Parameters): save them."""
+        if self._state is not None:
+            self._state.save(SOL_KIND, "settings", self.sol.saved())
 
     # -- viewers --------------------------------------------------------------------------------
     def attach(self, output: Output, *, name: str = "", write: bool = True,

@@ -4,7 +4,8 @@
 had been in the config (same YAML shape, same errors naming the field, no address or port
 used twice), then served by the running IPMI and Redfish servers. A node removed stops being
 served: its IPMI sessions and Redfish connections end, its console viewers are dropped, and
-its backend is closed.
+its backend is closed. Its saved state (--state-dir) stays, for a node of that name added
+later, unless it is removed with `forget`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from bmc.config import Config, ConfigError, Defaults, NodeConfig, check_nodes
 from bmc.manage import NodeRefused
 from bmc.node import Node
+from bmc.state import StateError
 
 if TYPE_CHECKING:
     from bmc.state import StateStore
@@ -84,6 +86,9 @@ class Fleet:
             except OSError as exc:
                 node.close()
                 raise NodeRefused([f"node '{spec.name}': {exc.strerror or exc}"]) from None
+            except StateError as exc:  # a saved event subscription cannot be read
+                node.close()
+                raise NodeRefused([f"node '{spec.name}': {exc}"]) from None
             except BaseException:
                 node.close()
                 raise
@@ -112,7 +117,9 @@ class Fleet:
             set_faults(node, build(values), "management API")
         return _describe(spec, node)
 
-    def remove(self, name: str) -> bool:
+    def remove(self, name: str, *, forget: bool = False) -> bool:
+        """Stop serving node `name`. Its saved state (--state-dir) is kept, so adding a node
+        of that name again brings it back, unless `forget`: then its rows are deleted."""
         with self._lock:
             node = self._nodes.pop(name, None)
             if node is None:
@@ -121,7 +128,10 @@ class Fleet:
         self.ipmi.remove(node)
         self.redfish.remove(node)
         node.close()
-        log.info("node %s removed", name)
+        forgotten = ""
+        if forget and self.store is not None:
+            forgotten = f", its saved state forgotten ({self.store.forget(name)} rows)"
+        log.info("node %s removed%s", name, forgotten)
         return True
 
 

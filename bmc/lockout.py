@@ -20,12 +20,18 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bmc.state import NodeState
 
 #: failures of a source across all accounts that hold the source off, as a multiple of the
 #: per-account threshold
 SOURCE_FACTOR = 4
 #: sources remembered at most (per node)
 MAX_SOURCES = 4096
+#: the state store's kind (bmc/state.py) of the policy; who is locked out is not kept
+LOCKOUT_KIND = "lockout"
 
 
 @dataclass
@@ -47,6 +53,41 @@ class AccountLockout:
         self._lock = threading.Lock()
         self._accounts: dict[tuple[str, str], _Record] = {}  # (account, source)
         self._sources: OrderedDict[str, _Record] = OrderedDict()
+        self._state: NodeState | None = None
+
+    def attach(self, state: NodeState) -> None:
+        """Take back the saved policy (StateError if it does not make sense); save changes."""
+        saved = state.get(LOCKOUT_KIND, "policy")
+        if saved is not None:
+            try:
+                threshold, duration, reset_after = (saved["threshold"], saved["duration"],
+                                                    saved["reset_after"])
+                if not isinstance(threshold, int) or isinstance(threshold, bool) \
+                        or threshold < 0 or not all(
+                            isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+                            for v in (duration, reset_after)):
+                    raise ValueError("expected numbers >= 0")
+            except (KeyError, TypeError, ValueError) as exc:
+                raise state.error(LOCKOUT_KIND, "policy", repr(exc)) from exc
+            self.threshold, self.duration, self.reset_after = (threshold, float(duration),
+                                                               float(reset_after))
+        self._state = state
+
+    def set_policy(self, *, threshold: int | None = None, duration: float | None = None,
+                   reset_after: float | None = None) -> None:
+        """Change the policy (Redfish AccountService, IPMI LAN parameter 26); saved before
+        this returns. None leaves a value as it is."""
+        with self._lock:
+            if threshold is not None:
+                self.threshold = threshold
+            if duration is not None:
+                self.duration = float(duration)
+            if reset_after is not None:
+                self.reset_after = float(reset_after)
+            if self._state is not None:
+                self._state.save(LOCKOUT_KIND, "policy", {
+                    "threshold": self.threshold, "duration": self.duration,
+                    "reset_after": self.reset_after})
 
     def is_locked(self, name: str, source: str | None = None) -> bool:
         """Whether `source` may not log in to `name` now; without a source: whether any

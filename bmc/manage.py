@@ -10,7 +10,7 @@ must be the emulator's own user or root. Nothing it says ever contains a passwor
     GET    /v1/nodes/NAME     NODE, or 404
     POST   /v1/nodes          body: one node as in the YAML config (YAML or JSON) -> 201 NODE,
                               or 400 {"errors": ["node 'x': field: message", ...]}
-    DELETE /v1/nodes/NAME     204, or 404
+    DELETE /v1/nodes/NAME     204, or 404; `?forget=1`: its saved state (--state-dir) too
     PUT    /v1/nodes/NAME/faults  body: a `faults:` mapping as in the config (JSON) -> 200 NODE
                               (its faults replaced; {} clears them), 400 {"errors": [...]}, 404
     DELETE /v1/nodes/NAME/faults  200 NODE without faults, or 404
@@ -31,6 +31,7 @@ import threading
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import parse_qs
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class Fleet(Protocol):
 
     def add(self, text: str) -> dict[str, Any]: ...
 
-    def remove(self, name: str) -> bool: ...
+    def remove(self, name: str, *, forget: bool = False) -> bool: ...
 
     def set_faults(self, name: str, raw: Any) -> dict[str, Any] | None: ...
 
@@ -202,7 +203,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._set_faults(faults_of, None)
             return
         name = self._name()
-        if name is None or not self.server.fleet.remove(name):
+        query = parse_qs(self.path.partition("?")[2])
+        forget = query.get("forget", ["0"])[-1] in ("1", "true")
+        if name is None or not self.server.fleet.remove(name, forget=forget):
             self._answer(404, {"error": f"no node named {name!r}"})
         else:
             self._answer(204)

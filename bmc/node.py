@@ -185,6 +185,9 @@ def node_uuid(name: str) -> str:
 #: the node's BMC features: built together on first use, see `Node.build_features`
 FEATURES = frozenset({"sensors", "sel", "inventory", "lockout", "tasks", "system_log", "bios",
                       "secure_boot", "virtual_media", "firmware"})
+#: the state store kinds (bmc/state.py) the features keep: bios.BIOS_KIND,
+#: virtual_media.MEDIA_KIND, secure_boot.SECURE_BOOT_KIND, lockout.LOCKOUT_KIND
+FEATURE_KINDS = frozenset({"bios", "virtual_media", "secure_boot", "lockout"})
 
 
 class Node:
@@ -258,10 +261,11 @@ class Node:
         from bmc.sel import read_saved
 
         self._saved_sel = read_saved(self.state)  # an unreadable row stops the start, here
+        self.console.attach_state(self.state)  # the SOL settings
         # features with saved state are built at start, so that theirs is read (and checked)
         # before the node serves; the others stay lazy (a large fleet starts fast)
         self._build_at_start = (self._saved_sel.meta is not None
-                                or bool(self.state.load("bios")))  # bmc.bios.BIOS_KIND
+                                or bool(self.state.kinds() & FEATURE_KINDS))
         saved = self.state.get("boot", "override")
         if saved is not None:
             self._boot = BootOverride(BootDevice(saved["device"]), bool(saved["persistent"]),
@@ -359,6 +363,8 @@ class Node:
             # service, redfish.event_service, listens to them once a client asks for it)
             self.inventory = default_inventory(self.name)
             self.lockout = AccountLockout()
+            if self.state is not None:
+                self.lockout.attach(self.state)
             self.tasks = TaskStore()
             self.system_log = SystemLog(self)
             self.bios = Bios(self)

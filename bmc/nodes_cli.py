@@ -97,15 +97,19 @@ def add_node(socket_path: str | None, file: Any) -> None:
 
 @nodes.command("remove")
 @_socket_option
+@click.option("--forget", is_flag=True,
+              help="Delete its saved state too (--state-dir); by default it is kept, and a "
+                   "node of that name added later gets it back.")
 @click.argument("name")
-def remove_node(socket_path: str | None, name: str) -> None:
+def remove_node(socket_path: str | None, name: str, forget: bool) -> None:
     """Remove a node: its sessions, connections and consoles end, its backend is closed."""
     from bmc.manage import API
 
-    status, body = _call(socket_path, "DELETE", f"{API}/{name}")
+    status, body = _call(socket_path, "DELETE",
+                         f"{API}/{name}" + ("?forget=1" if forget else ""))
     if status != 204:
         _fail([(body or {}).get("error", f"HTTP {status}")], EXIT_UNREACHABLE)
-    click.echo(f"removed {name}")
+    click.echo(f"removed {name}" + (" and its saved state" if forget else ""))
 
 
 def _unreachable(_ctx: Any, _param: Any, value: str | None) -> float | bool | None:

@@ -30,6 +30,10 @@ DESCRIPTIONS = {
 }
 
 
+#: the state store's kind (bmc/state.py); one row, "settings"
+SECURE_BOOT_KIND = "secure_boot"
+
+
 class SecureBootError(ValueError):
     """A change the firmware refuses (e.g. enabling Secure Boot in Legacy mode)."""
 
@@ -44,7 +48,34 @@ class SecureBoot:
         # factory keys everywhere: platform key present, "DeployedMode"
         self._installed = dict.fromkeys(DATABASES, True)
         self._current_boot = False
+        if node.state is not None:
+            self._restore()
         node.subscribe(self._on_event)
+
+    def _restore(self) -> None:
+        state = self._node.state
+        assert state is not None
+        saved = state.get(SECURE_BOOT_KIND, "settings")
+        if saved is None:
+            return
+        try:
+            enabled, installed, current = (saved["enabled"], saved["installed"],
+                                           saved["current_boot"])
+            if not isinstance(installed, dict) or set(installed) != set(DATABASES) or not all(
+                    isinstance(v, bool) for v in (enabled, current, *installed.values())):
+                raise ValueError(f"expected booleans for enabled, current_boot and "
+                                 f"installed {list(DATABASES)}")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise state.error(SECURE_BOOT_KIND, "settings", repr(exc)) from exc
+        self._enabled, self._installed, self._current_boot = enabled, dict(installed), current
+
+    def _save(self) -> None:
+        """Save the settings (with the lock held: saves land in the order of changes)."""
+        state = self._node.state
+        if state is not None:
+            state.save(SECURE_BOOT_KIND, "settings", {
+                "enabled": self._enabled, "installed": self._installed,
+                "current_boot": self._current_boot})
 
     @property
     def enabled(self) -> bool:
@@ -68,6 +99,7 @@ class SecureBoot:
             raise SecureBootError("Secure Boot needs the UEFI boot mode")
         with self._lock:
             self._enabled = enabled
+            self._save()
 
     def reset_keys(self, reset_type: str) -> None:
         """SecureBoot.ResetKeys: every database to its default, emptied, or only PK deleted."""
@@ -78,6 +110,7 @@ class SecureBoot:
                 self._installed["PK"] = False
             else:
                 self._installed = dict.fromkeys(DATABASES, reset_type == "ResetAllKeysToDefault")
+            self._save()
 
     # -- the key databases ------------------------------------------------------------------
     @staticmethod
@@ -100,9 +133,13 @@ class SecureBoot:
             raise SecureBootError(f"unknown ResetKeysType {reset_type!r}")
         with self._lock:
             self._installed[database] = reset_type == "ResetAllKeysToDefault"
+            self._save()
 
     def _on_event(self, node: Node, event: NodeEvent) -> None:
         if event.kind == "power" and event.detail.get("boot_device") is not None:
             uefi = node.boot_override.uefi
             with self._lock:
-                self._current_boot = self._enabled and self._installed["PK"] and uefi
+                current = self._enabled and self._installed["PK"] and uefi
+                if current != self._current_boot:  # a boot of a server that keeps running
+                    self._current_boot = current
+                    self._save()

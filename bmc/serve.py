@@ -251,7 +251,8 @@ def _redfish_server(config: Config, nodes: list[Node]) -> Server:
     tls = {node: tls_settings(spec) for spec, node in zip(config.nodes, nodes, strict=True)
            if spec.redfish_tls is not None}
     return RedfishServer(_bindings(nodes, [n.redfish for n in config.nodes]), tls=tls,
-                         tls_directory=str(tls_directory(config)))
+                         tls_directory=str(tls_directory(config)),
+                         app_options=redfish_app_options(config))
 
 
 def tls_settings(spec: NodeConfig) -> TlsSettings:
@@ -269,6 +270,17 @@ def tls_directory(config: Config) -> Path:
     from redfish.tls import default_directory
 
     return default_directory(config.defaults.state_dir if config.defaults else None)
+
+
+def redfish_app_options(config: Config) -> dict[str, Any]:
+    """`redfish.app.create_app` options from `defaults:` (only those the config sets)."""
+    defaults = config.defaults
+    options: dict[str, Any] = {}
+    if defaults is not None and defaults.redfish_event_destinations is not None:
+        options["event_destinations"] = list(defaults.redfish_event_destinations)
+    if defaults is not None and defaults.redfish_session_user_limit is not None:
+        options["session_user_limit"] = defaults.redfish_session_user_limit
+    return options
 
 
 def _console_server(config: Config, nodes: list[Node], contexts: TlsContexts | None = None
@@ -301,6 +313,9 @@ def _start(label: str, factory: Callable[[Config, list[Node]], Server], config: 
         _stop_quietly(label, server, level=logging.DEBUG)
         reason = exc.strerror or str(exc)  # without the "[Errno 98]" prefix
         raise StartupError(f"cannot start the {label} server: {reason}") from exc
+    except StateError as exc:  # Redfish: a saved event subscription cannot be read
+        _stop_quietly(label, server, level=logging.DEBUG)
+        raise StartupError(f"{exc} (not reset: move it away to start afresh)") from exc
     log.info("%s server started", label)
     return server
 

@@ -72,6 +72,19 @@ class StateStore:
     def node(self, name: str) -> NodeState:
         return NodeState(self, name)
 
+    def forget(self, node: str) -> int:
+        """Delete every row of `node` (`nodes remove --forget`); how many there were."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                count = self._db.execute("DELETE FROM state WHERE node = ?", (node,)).rowcount
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StateError(f"state file {self.path}: cannot delete: {exc}") from exc
+        return count
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -105,6 +118,16 @@ class StateStore:
                 raise StateError(f"state file {self.path}: node '{node}' {kind} {key}: "
                                  f"corrupt value: {exc}") from exc
         return values
+
+
+    def _kinds(self, node: str) -> set[str]:
+        with self._lock:
+            try:
+                rows = self._db.execute("SELECT DISTINCT kind FROM state WHERE node = ?",
+                                        (node,)).fetchall()
+            except sqlite3.Error as exc:
+                raise StateError(f"state file {self.path}: cannot read: {exc}") from exc
+        return {kind for (kind,) in rows}
 
 
 class NodeState:
@@ -145,6 +168,15 @@ class NodeState:
 
     def get(self, kind: str, key: str) -> Any | None:
         return self.load(kind).get(key)
+
+    def kinds(self) -> set[str]:
+        """The kinds this node has rows of (one query: what must be read at start)."""
+        return self.store._kinds(self.node)
+
+    def error(self, kind: str, key: str, detail: str) -> StateError:
+        """The error for a saved row that does not make sense: file, node, kind and key."""
+        return StateError(f"state file {self.store.path}: node '{self.node}' {kind} {key}: "
+                          f"unreadable saved value: {detail}")
 
 
 def open_store(directory: str | Path) -> StateStore:

@@ -111,6 +111,11 @@ SLOTS = {
 }
 #: how long an insert or eject waits for the backend to take the image
 MEDIA_WAIT_SECONDS = 2.0
+#: the state store's kind for the slots (bmc/state.py), one row per slot id
+MEDIA_KIND = "virtual_media"
+#: the saved fields of a slot, and their types (None allowed for the optional ones)
+_SAVED = {"image": str, "inserted": bool, "write_protected": bool, "transfer_method": str,
+          "transfer_protocol": str, "user_name": str, "password": str}
 
 
 class VirtualMedia:
@@ -131,7 +136,55 @@ class VirtualMedia:
         self.require_transfer_protocol = False
         self.require_transfer_method = False
         self._last_boot_media: str | None = None
+        if node.state is not None:
+            self._restore()
         node.subscribe(self._on_event)
+
+    def _restore(self) -> None:
+        """Take back the saved slots (StateError for a row that does not make sense), and
+        present their media to the backend again: one that keeps none across our restart
+        (docker) would boot without it. Queued on the worker, not waited for."""
+        state = self._node.state
+        assert state is not None
+        for slot_id, saved in state.load(MEDIA_KIND).items():
+            slot = self._slots.get(slot_id)
+            if slot is None:  # the backend no longer offers it: nothing to show it in
+                log.warning("%s: saved virtual media of slot %s dropped: the backend has no "
+                            "such slot", self._node.name, slot_id)
+                continue
+            try:
+                if not isinstance(saved, dict) or set(saved) != set(_SAVED) or not all(
+                        saved[name] is None or isinstance(saved[name], kind)
+                        for name, kind in _SAVED.items()):
+                    raise ValueError(f"expected the fields {sorted(_SAVED)}")
+                if saved["image"] is not None:
+                    check_image_url(saved["image"],
+                                    local=self._node.backend.capabilities.local_media)
+                elif saved["inserted"]:
+                    raise ValueError("inserted without an image")
+            except ValueError as exc:
+                raise state.error(MEDIA_KIND, slot_id, str(exc)) from exc
+            self._slots[slot_id] = replace(slot, **saved)
+            if saved["inserted"] and saved["image"]:
+                self._present(slot_id, saved["image"])
+
+    def _present(self, slot_id: str, image: str) -> None:
+        backend, name = self._node.backend, self._node.name
+
+        def present() -> None:
+            try:
+                backend.media_changed(slot_id, image)
+            except BackendError as exc:  # shown as inserted: what the BMC was told to hold
+                log.warning("%s: presenting the saved media of %s (%s) again failed: %s",
+                            name, slot_id, redact(image), exc)
+
+        self._node.worker.submit(present, force=True)
+
+    def _save(self, slot: MediaSlot) -> None:
+        """Save one slot (with the lock held: saves land in the order of changes)."""
+        state = self._node.state
+        if state is not None:
+            state.save(MEDIA_KIND, slot.id, {name: getattr(slot, name) for name in _SAVED})
 
     @property
     def last_boot_media(self) -> str | None:
@@ -176,27 +229,29 @@ class VirtualMedia:
 
     def _change(self, slot_id: str, **changes: Any) -> MediaSlot:
         """Record the change, then have the backend present it; undo it if the backend
-        refuses or fails (BackendError), keep it if the backend is only slow."""
+        refuses or fails (BackendError), keep it if the backend is only slow. Saved once the
+        backend took it (or is still taking it), before the caller answers its client."""
         with self._lock:
             before = self._slots[slot_id]
             slot = replace(before, **changes)
             self._slots[slot_id] = slot
         presented = before.image if before.inserted else None
         image = slot.image if slot.inserted else None
-        if image == presented:
-            return slot
-        backend = self._node.backend
-        future = self._node.worker.submit(lambda: backend.media_changed(slot_id, image))
-        try:
-            future.result(MEDIA_WAIT_SECONDS)
-        except TimeoutError:
-            log.info("%s: the backend is still taking the media change of %s",
-                     self._node.name, slot_id)
-        except BackendError:
-            with self._lock:
-                if self._slots[slot_id] is slot:
-                    self._slots[slot_id] = before
-            raise
+        if image != presented:
+            backend = self._node.backend
+            future = self._node.worker.submit(lambda: backend.media_changed(slot_id, image))
+            try:
+                future.result(MEDIA_WAIT_SECONDS)
+            except TimeoutError:
+                log.info("%s: the backend is still taking the media change of %s",
+                         self._node.name, slot_id)
+            except BackendError:
+                with self._lock:
+                    if self._slots[slot_id] is slot:
+                        self._slots[slot_id] = before
+                raise
+        with self._lock:  # what the slot holds now: a later change may have saved already
+            self._save(self._slots[slot_id])
         return slot
 
     def _on_event(self, node: Node, event: NodeEvent) -> None:

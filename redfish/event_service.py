@@ -47,6 +47,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EVENT_TYPE = "#Event.v1_7_0.Event"
+#: the state store's kinds (bmc/state.py, through `node.state`): one row per subscription,
+#: keyed by its Id, and the EventService's settings (key "settings")
+SUBSCRIPTION_KIND = "subscription"
+SERVICE_KIND = "event_service"
 MAX_SUBSCRIPTIONS = 16
 MAX_STREAMS = 4  # concurrent SSE streams per BMC (each holds a server thread)
 STREAM_QUEUE = 64
@@ -336,6 +340,7 @@ class EventService:
         self.delivery_retry_attempts = RETRY_ATTEMPTS
         self.delivery_retry_interval = RETRY_INTERVAL
         self.terminated = 0  # subscriptions ended by their retry policy
+        self._state = node.state  # None: subscriptions live in memory only
         self._connect_sources(node)
 
     def _connect_sources(self, node: Node) -> None:
@@ -384,7 +389,74 @@ class EventService:
                                         http_headers=dict(http_headers or {}),
                                         policy=policy)
             self._subscriptions[sub_id] = subscription
+            self._save(subscription)
             return subscription
+
+    def _save(self, subscription: Subscription) -> None:
+        """Save one subscription (with the lock held: saves land in the order of changes)."""
+        if self._state is not None:
+            self._state.save(SUBSCRIPTION_KIND, subscription.id, _saved(subscription))
+
+    def set_context(self, sub_id: str, context: str) -> None:
+        with self._lock:
+            subscription = self._subscriptions.get(sub_id)
+            if subscription is not None:
+                subscription.context = context
+                self._save(subscription)
+
+    def configure(self, *, enabled: bool, retry_attempts: int, retry_interval: int) -> None:
+        """The EventService's own settings (PATCH); saved before this returns."""
+        with self._lock:
+            self.enabled = enabled
+            self.delivery_retry_attempts = retry_attempts
+            self.delivery_retry_interval = retry_interval
+            if self._state is not None:
+                self._state.save(SERVICE_KIND, "settings", {
+                    "enabled": enabled, "retry_attempts": retry_attempts,
+                    "retry_interval": retry_interval})
+
+    def restore(self, policy: DestinationPolicy) -> int:
+        """Take back the saved settings and subscriptions (at start, before serving), their
+        pushes checked against `policy` as when they were made; how many came back.
+
+        A row that does not make sense stops the start (StateError naming file, node, kind
+        and key); a subscription the policy now refuses (the allow list changed) is dropped."""
+        state = self._state
+        if state is None:
+            return 0
+        settings = state.get(SERVICE_KIND, "settings")
+        if settings is not None:
+            try:
+                enabled, attempts, interval = (settings["enabled"], settings["retry_attempts"],
+                                               settings["retry_interval"])
+                if not isinstance(enabled, bool) or not all(
+                        isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                        for v in (attempts, interval)):
+                    raise ValueError("expected a boolean and two integers")
+            except (KeyError, TypeError, ValueError) as exc:
+                raise state.error(SERVICE_KIND, "settings", repr(exc)) from exc
+            self.enabled, self.delivery_retry_attempts = enabled, attempts
+            self.delivery_retry_interval = interval
+        restored = []
+        for sub_id, saved in state.load(SUBSCRIPTION_KIND).items():
+            try:
+                subscription = _from_saved(sub_id, saved, policy)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise state.error(SUBSCRIPTION_KIND, sub_id, repr(exc)) from exc
+            refused = policy.check_url(subscription.destination, resolve=False)
+            if refused:
+                log.warning("event subscription %s to %s dropped: %s", sub_id,
+                            redact(subscription.destination), refused)
+                state.delete(SUBSCRIPTION_KIND, sub_id)
+                continue
+            restored.append(subscription)
+        with self._lock:
+            for subscription in restored:
+                self._subscriptions[subscription.id] = subscription
+            # ids are never given twice, even across restarts
+            last = max((int(i) for i in self._subscriptions), default=0)
+            self._sub_ids = itertools.count(last + 1)
+        return len(restored)
 
     def subscriptions(self) -> list[Subscription]:
         with self._lock:
@@ -397,6 +469,8 @@ class EventService:
     def unsubscribe(self, sub_id: str) -> bool:
         with self._lock:
             subscription = self._subscriptions.pop(sub_id, None)
+            if subscription is not None and self._state is not None:
+                self._state.delete(SUBSCRIPTION_KIND, sub_id)
         if subscription is None:
             return False
         subscription.terminated = True  # its queued pushes are dropped
@@ -457,6 +531,41 @@ class EventService:
         return event_id
 
 
+def _saved(subscription: Subscription) -> dict[str, Any]:
+    """A subscription as the state store keeps it (its delivery counters are not kept)."""
+    f = subscription.filter
+    return {"destination": subscription.destination, "context": subscription.context,
+            "protocol": subscription.protocol, "http_headers": subscription.http_headers,
+            "filter": {"registry_prefixes": f.registry_prefixes, "message_ids": f.message_ids,
+                       "resource_types": f.resource_types,
+                       "origin_resources": f.origin_resources,
+                       "subordinate_resources": f.subordinate_resources}}
+
+
+def _strings(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of strings, not {value!r}")
+    return value
+
+
+def _from_saved(sub_id: str, saved: Any, policy: DestinationPolicy) -> Subscription:
+    """The subscription `_saved` gave (KeyError, TypeError, ValueError if it makes no sense)."""
+    if not sub_id.isdigit():
+        raise ValueError(f"subscription id {sub_id!r} is not a number")
+    destination, context, protocol = saved["destination"], saved["context"], saved["protocol"]
+    headers, f = saved["http_headers"], saved["filter"]
+    if not all(isinstance(v, str) for v in (destination, context, protocol)) \
+            or not isinstance(headers, dict) \
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()) \
+            or not isinstance(f["subordinate_resources"], bool):
+        raise ValueError("expected strings, a map of strings and a boolean")
+    event_filter = EventFilter(
+        *(_strings(f[name]) for name in ("registry_prefixes", "message_ids", "resource_types",
+                                         "origin_resources")), f["subordinate_resources"])
+    return Subscription(sub_id, destination, context, protocol, event_filter, dict(headers),
+                        policy)
+
+
 def iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
@@ -514,6 +623,14 @@ def threshold_record(chassis: str, event: ThresholdEvent) -> EventRecord:
 
 _SERVICES: weakref.WeakKeyDictionary[Node, EventService] = weakref.WeakKeyDictionary()
 _SERVICES_LOCK = threading.Lock()
+
+
+def restore(node: Node, policy: DestinationPolicy) -> int:
+    """At start: a node with saved subscriptions gets its EventService now, so that events
+    reach them before any Redfish request; how many came back (StateError: unreadable)."""
+    if node.state is None or not node.state.kinds() & {SUBSCRIPTION_KIND, SERVICE_KIND}:
+        return 0
+    return service(node).restore(policy)
 
 
 def service(node: Node) -> EventService:

@@ -423,6 +423,14 @@ class RedfishServer:
             raise
         bound = {index: sock.getsockname()[1] for index, sock in zip(own, sockets, strict=False)}
         self._ports = [bound.get(index, port) for index, (_, port, _) in enumerate(self.bindings)]
+        try:
+            self._restore_events(list(zip(self.bindings, self._ports, strict=True)))
+        except BaseException:  # a saved subscription cannot be read: nothing left listening
+            from waitress import wasyncore
+
+            wasyncore.close_all(self._map, ignore_all=True)
+            self._map = {}
+            raise
         self._stopping.clear()
         self._thread = threading.Thread(target=self._serve, name="redfish-server", daemon=True)
         self._thread.start()
@@ -499,6 +507,15 @@ class RedfishServer:
         else:
             self._own[serves] = listener
 
+    def _restore_events(self, bound: list[tuple[tuple[str, int, Node], int]]) -> None:
+        """Nodes with saved event subscriptions (--state-dir) get them back before serving
+        (StateError if a row cannot be read: the start stops, see bmc.serve)."""
+        from redfish.resources.event_service import restore
+
+        for (addr, _, node), port in bound:
+            if node.state is not None:
+                restore(self._app, node, addr, port)
+
     # -- nodes added and removed while serving --------------------------------------------------
     def add(self, addr: str, port: int, node: Node, timeout: float = 5.0,
             tls: TlsSettings | None = None) -> int:
@@ -519,10 +536,12 @@ class RedfishServer:
             nodes = shared.application.nodes
             if addr in nodes:
                 raise OSError(errno.EADDRINUSE, f"Redfish port {_where(addr, port)} is in use")
+            self._restore_events([((addr, port, node), port)])
             nodes[addr] = node
             return port
         sock = _listen(addr, port)
         try:
+            self._restore_events([((addr, port, node), sock.getsockname()[1])])
             self._on_loop(lambda: self._listen_for(sock, node), timeout)
         except BaseException:
             sock.close()

@@ -1,8 +1,9 @@
 """Channel and LAN configuration commands (IPMI 2.0 sections 22.22-22.24 and 23.1-23.2).
 
-One channel: LAN channel 1, multi-session, always available. The LAN configuration is
-read-only and describes where the node really listens (its IPMI bind address and port), with
-a stable, locally administered MAC address derived from the node.
+One channel: LAN channel 1, multi-session, always available. The LAN configuration describes
+where the node really listens (its IPMI bind address and port), with a stable, locally
+administered MAC address derived from the node: read-only, except parameter 26 (bad password
+threshold), which is the node's account lockout policy (bmc/lockout.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from bmc.users import Privilege
 from ipmi.commands import (
     CC_INVALID_DATA_FIELD,
     CC_PARAM_OUT_OF_RANGE,
+    CC_REQ_DATA_LEN_INVALID,
     NETFN_APP,
     NETFN_TRANSPORT,
     Context,
@@ -156,6 +158,17 @@ def _bad_password_threshold(ctx: Context) -> bytes:
                        min(int(lockout.duration // 10), 0xFFFF))
 
 
+def _set_bad_password_threshold(ctx: Context, value: bytes) -> None:
+    """LAN parameter 26 written (`ipmitool lan set 1 bad_pass_thresh`): same layout as read."""
+    if len(value) != 6:
+        raise IpmiError(CC_REQ_DATA_LEN_INVALID)
+    audit, threshold, reset_after, duration = struct.unpack("<BBHH", value)
+    if audit & 0x01:  # this BMC has no session audit sensor to generate events from
+        raise IpmiError(CC_INVALID_DATA_FIELD)
+    ctx.node.lockout.set_policy(threshold=threshold, duration=duration * 10,
+                                reset_after=reset_after * 10)
+
+
 @command(NETFN_TRANSPORT, 0x02, privilege=Privilege.OPERATOR)
 def get_lan_config(ctx: Context) -> bytes:
     data = ctx.need(4, 4)
@@ -176,6 +189,9 @@ def set_lan_config(ctx: Context) -> bytes:
         if state == 0x03:
             raise IpmiError(CC_INVALID_DATA_FIELD)
         ctx.endpoint.controller.lan_set_in_progress = 0 if state == 0x02 else state
+        return b""
+    if param == 26:  # bad password threshold: the node's lockout policy, shared with Redfish
+        _set_bad_password_threshold(ctx, data[2:])
         return b""
     try:
         _lan_param(ctx, param, 0)

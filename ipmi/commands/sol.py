@@ -198,6 +198,8 @@ def set_sol_config(ctx: Context) -> bytes:
     if param not in range(1, 7):
         raise IpmiError(CC_PARAM_NOT_SUPPORTED)
     _set_param(settings, param, value)
+    if param != 6:  # the volatile bit rate is not kept (bmc.console.SolSettings.saved)
+        _sol(ctx).hub.save_sol()
     if param == 1 and not settings.enabled:
         _sol(ctx).deactivate(None, ctx.endpoint.clock())  # SOL turned off under a session
     return b""

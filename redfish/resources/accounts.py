@@ -124,9 +124,8 @@ def patch_account_service() -> Response:
             # DSP0266: the lock must last at least as long as failures are remembered
             raise error(400, "PropertyValueConflict", "AccountLockoutDuration",
                         "AccountLockoutCounterResetAfter", related="#/AccountLockoutDuration")
-        lockout.threshold = changes.get("AccountLockoutThreshold", lockout.threshold)
-        lockout.duration = float(duration)
-        lockout.reset_after = float(reset_after)
+        lockout.set_policy(threshold=changes.get("AccountLockoutThreshold"),
+                           duration=duration, reset_after=reset_after)
     return odata.json_response(with_ignored(service_body(), patch))
 
 

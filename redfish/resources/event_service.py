@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, Response, current_app, request
 
 from bmc.logs import RESOURCE_EVENT
+from bmc.node import Node
 from bmc.virtual_media import redact
 from redfish import LOCAL_ADDRESS_KEY, context, odata, paths
 from redfish.destinations import DestinationPolicy
@@ -35,6 +36,9 @@ from redfish.event_service import (
     EventStream,
     StreamLimitError,
     Subscription,
+)
+from redfish.event_service import (
+    restore as restore_events,
 )
 from redfish.event_service import (
     service as events_of,
@@ -162,11 +166,12 @@ def patch_service() -> Response:
         check_if_match(current)
         patch = parse_patch(body, SERVICE_SHAPE, current)
         changes = patch.changes
-        service.enabled = changes.get("ServiceEnabled", service.enabled)
-        service.delivery_retry_attempts = changes.get("DeliveryRetryAttempts",
-                                                      service.delivery_retry_attempts)
-        service.delivery_retry_interval = changes.get("DeliveryRetryIntervalSeconds",
-                                                      service.delivery_retry_interval)
+        service.configure(
+            enabled=changes.get("ServiceEnabled", service.enabled),
+            retry_attempts=changes.get("DeliveryRetryAttempts",
+                                       service.delivery_retry_attempts),
+            retry_interval=changes.get("DeliveryRetryIntervalSeconds",
+                                       service.delivery_retry_interval))
     return odata.json_response(with_ignored(service_body(service), patch))
 
 
@@ -233,6 +238,13 @@ def _policy() -> DestinationPolicy:
     return policy.with_own(address, port)
 
 
+def restore(app: Flask, node: Node, address: str, port: int) -> int:
+    """At start (redfish.server): the node's saved subscriptions come back, their pushes
+    checked by the app's destination policy, knowing this BMC's own listener."""
+    policy: DestinationPolicy = app.extensions["redfish.destinations"]
+    return restore_events(node, policy.with_own(address, port))
+
+
 def _subscription(sub_id: str) -> Subscription:
     sub = events_of(context.node()).get(sub_id)
     if sub is None:
@@ -254,7 +266,8 @@ def patch_subscription(sub_id: str) -> Response:
         current = subscription_body(sub)
         check_if_match(current)
         patch = parse_patch(body, SUBSCRIPTION_SHAPE, current)
-        sub.context = patch.changes.get("Context", sub.context)
+        events_of(context.node()).set_context(sub.id, patch.changes.get("Context",
+                                                                        sub.context))
     return odata.json_response(with_ignored(subscription_body(sub), patch))
 
 
