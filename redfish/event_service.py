@@ -453,7 +453,7 @@ class EventService:
         with self._lock:
             for subscription in restored:
                 self._subscriptions[subscription.id] = subscription
-            # ids are never given twice, even across restarts
+            # a new subscription never takes a kept one's id
             last = max((int(i) for i in self._subscriptions), default=0)
             self._sub_ids = itertools.count(last + 1)
         return len(restored)

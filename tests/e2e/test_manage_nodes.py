@@ -84,3 +84,29 @@ def test_no_emulator_on_the_socket_is_a_clear_error(tmp_path: Path) -> None:
     assert done.returncode == 1 and "no emulator answers on" in done.stderr
     assert "--manage-socket" in done.stderr
     assert os.path.basename(str(tmp_path / "none.sock")) in done.stderr
+
+
+def test_removed_node_keeps_its_state_unless_forgotten(emulator_factory, tmp_path: Path) -> None:
+    """With --state-dir, `nodes remove NAME` keeps the node's saved state (adding it again
+    brings it back); `nodes remove --forget NAME` deletes it."""
+    socket = tmp_path / "manage" / "bmc.sock"
+    emulator_factory(nodes=[{"name": "first", "backend": {"type": "memory"}}],
+                     args=["--manage-socket", str(socket), "--state-dir",
+                           str(tmp_path / "state")])
+    ipmi, redfish = free_ports("udp"), free_ports("tcp")
+    spec = (f"name: added\nbackend: {{type: memory}}\n"
+            f"ipmi: {{port: {ipmi}}}\nredfish: {{port: {redfish}}}\n")
+
+    def bootdev() -> str:
+        return ipmitool(ipmi, "chassis", "bootparam", "get", "5").stdout
+
+    assert nodes_cli(socket, "add", "-", stdin=spec).returncode == 0
+    assert ipmitool(ipmi, "chassis", "bootdev", "pxe", "options=persistent").returncode == 0
+    assert nodes_cli(socket, "remove", "added").returncode == 0
+    assert nodes_cli(socket, "add", "-", stdin=spec).returncode == 0
+    assert "Force PXE" in bootdev()  # kept while it was away
+
+    forgot = nodes_cli(socket, "remove", "--forget", "added")
+    assert forgot.returncode == 0 and "saved state" in forgot.stdout, forgot.stderr
+    assert nodes_cli(socket, "add", "-", stdin=spec).returncode == 0
+    assert "No override" in bootdev()  # a fresh start

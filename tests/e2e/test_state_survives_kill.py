@@ -3,6 +3,8 @@ emulator is SIGKILLed mid-stream and started again on the same state directory."
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import random
 import signal
@@ -21,8 +23,9 @@ TIMEOUT = 10
 ACCOUNTS = "/redfish/v1/AccountService/Accounts"
 BOOT_TEXT = {"pxe": "Force PXE", "disk": "Force Boot from default Hard-Drive",
              "cdrom": "Force Boot from CD/DVD"}
-#: changes acknowledged before the kill (the stream goes on while the kill lands)
-KILL_AFTER = 12
+#: changes acknowledged before the kill (the stream goes on while the kill lands): two
+#: rounds of every kind
+KILL_AFTER = 24
 STREAM_SECONDS = 60
 #: a 16-byte system event record: temperature sensor 30h, upper critical going high
 ADD_SEL = ["0", "0", "2", "0", "0", "0", "0", "0x20", "0", "4", "0x01", "0x30", "0x01",
@@ -70,6 +73,56 @@ def _ipmi_ok(command: list[str]) -> bool:
     return run(command, timeout=30).returncode == 0
 
 
+MEDIA = "/redfish/v1/Managers/BMC/VirtualMedia/Cd"
+SUBSCRIPTIONS = "/redfish/v1/EventService/Subscriptions"
+#: ipmitool `sol set non-volatile-bit-rate` values, and how `sol info` shows them
+SOL_RATES = ["9.6", "19.2", "38.4", "57.6", "115.2"]
+
+
+class Receiver:
+    """An event receiver on loopback: the Contexts of the events POSTed to it."""
+
+    def __init__(self) -> None:
+        self.contexts: list[str | None] = []
+        contexts = self.contexts
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                contexts.append(json.loads(body).get("Context"))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _post_ok(uri: str, auth: tuple[str, str], body: dict[str, Any], status: int,
+             created: list[str] | None = None) -> bool:
+    try:
+        answer = requests.post(uri, auth=auth, json=body, timeout=TIMEOUT)
+    except requests.RequestException:
+        return False
+    if created is not None and answer.status_code == status:
+        created.append(answer.headers["Location"])
+    return answer.status_code == status
+
+
+def _delete_ok(uri: str, auth: tuple[str, str]) -> bool:
+    try:
+        return requests.delete(uri, auth=auth, timeout=TIMEOUT).status_code == 204
+    except requests.RequestException:
+        return False
+
+
 def test_acknowledged_changes_survive_sigkill(emulator_factory: Launcher, tmp_path: Path,
                                               measured: Callable[[str], None]) -> None:
     state_dir = tmp_path / "state"
@@ -86,7 +139,20 @@ def test_acknowledged_changes_survive_sigkill(emulator_factory: Launcher, tmp_pa
     assert created.status_code == 201, created.text
     rf_uri = a.redfish_url + created.headers["Location"]
 
+    receiver = Receiver()
+    # one subscription made before the stream: after the restart it must get events at once,
+    # before any Redfish request brings the event service up
+    assert _post_ok(f"{a.redfish_url}{SUBSCRIPTIONS}", admin,
+                    {"Destination": receiver.url, "Context": "kept"}, 201)
     stream = Stream()
+    made: list[str] = []  # Locations of the stream's subscriptions
+
+    def subscription(i: int) -> bool:
+        """Odd rounds make one, even rounds delete it: at most one of the stream's lives."""
+        if i % 2:
+            return _post_ok(f"{a.redfish_url}{SUBSCRIPTIONS}", admin,
+                            {"Destination": receiver.url, "Context": f"ctx-{i}"}, 201, made)
+        return _delete_ok(a.redfish_url + made[-1], admin)
 
     def changes() -> None:
         devices = list(BOOT_TEXT)
@@ -100,7 +166,7 @@ def test_acknowledged_changes_survive_sigkill(emulator_factory: Launcher, tmp_pa
                     # persistent: the stream's power-ons do not consume it (a one-time
                     # override's consumption is in tests/unit/test_state.py)
                     bmc.ipmitool(a, "chassis", "bootdev", devices[i % 3],
-                                 "options=persistent"))),
+                                 "options=persistent,efiboot"))),
                 ("rf-password", f"rfpass-{i}", lambda i=i: _patch_ok(rf_uri, admin,
                                                                {"Password": f"rfpass-{i}"})),
                 ("power", "on" if i % 2 else "off", lambda i=i: _ipmi_ok(
@@ -109,6 +175,26 @@ def test_acknowledged_changes_survive_sigkill(emulator_factory: Launcher, tmp_pa
                 ("bios", ["Enabled", "Disabled"][i % 2], lambda i=i: _patch_ok(
                     f"{a.redfish_url}/redfish/v1/Systems/a/Bios/Settings", admin,
                     {"Attributes": {"ProcTurboMode": ["Enabled", "Disabled"][i % 2]}})),
+                ("media", f"http://192.0.2.1/img-{i}.iso" if i % 2 else "ejected",
+                 lambda i=i: _post_ok(
+                     f"{a.redfish_url}{MEDIA}/Actions/VirtualMedia.InsertMedia", admin,
+                     {"Image": f"http://192.0.2.1/img-{i}.iso", "WriteProtected": False}, 204)
+                 if i % 2 else _post_ok(
+                     f"{a.redfish_url}{MEDIA}/Actions/VirtualMedia.EjectMedia", admin, {}, 204)),
+                ("sol-rate", SOL_RATES[i % 5], lambda i=i: _ipmi_ok(
+                    bmc.ipmitool(a, "sol", "set", "non-volatile-bit-rate", SOL_RATES[i % 5],
+                                 "1"))),
+                # threshold (high: the checks below try a wrong password or two), no audit
+                # event, reset after 60 s, lock out for 120 s
+                ("lockout", str(i % 9 + 10), lambda i=i: _ipmi_ok(
+                    bmc.ipmitool(a, "lan", "set", "1", "bad_pass_thresh", str(i % 9 + 10), "0",
+                                 "6", "12"))),
+                ("subscription", f"ctx-{i}" if i % 2 else "none",
+                 lambda i=i: subscription(i)),
+                # the persistent UEFI override of "bootdev" lets Secure Boot be enabled
+                ("secure-boot", ["false", "true"][i % 2], lambda i=i: _patch_ok(
+                    f"{a.redfish_url}/redfish/v1/Systems/a/SecureBoot", admin,
+                    {"SecureBootEnable": bool(i % 2)})),
             ]
             for kind, value, do in steps:
                 if not stream.change(kind, value, do):
@@ -167,6 +253,40 @@ def test_acknowledged_changes_survive_sigkill(emulator_factory: Launcher, tmp_pa
         effective = pending.get("Attributes", {}).get("ProcTurboMode",
                                                       current["ProcTurboMode"])
         assert effective in stream.accepted("bios"), (current, pending)
+    # 6) virtual media: the image last inserted (or none, after an eject)
+    cd = requests.get(f"{a.redfish_url}{MEDIA}", auth=admin, timeout=TIMEOUT).json()
+    shown = cd["Image"] if cd["Inserted"] else "ejected"
+    assert shown in stream.accepted("media"), (cd, stream.accepted("media"))
+    assert cd["WriteProtected"] is (shown == "ejected"), cd  # an eject resets it
+    # 7) SOL and LAN configuration (ipmitool's own reading of them)
+    sol = run(again.ipmitool(a, "sol", "info", "1")).stdout
+    rate = next(line for line in sol.splitlines() if line.startswith("Non-Volatile Bit Rate"))
+    assert rate.split(":")[1].strip() in stream.accepted("sol-rate"), sol
+    lan = run(again.ipmitool(a, "lan", "print", "1")).stdout
+    threshold = next(line for line in lan.splitlines() if line.startswith("Bad Password Thresh"))
+    assert threshold.split(":")[1].strip() in stream.accepted("lockout"), lan
+    # 8) Secure Boot
+    secure = requests.get(f"{a.redfish_url}/redfish/v1/Systems/a/SecureBoot", auth=admin,
+                          timeout=TIMEOUT).json()
+    assert str(secure["SecureBootEnable"]).lower() in stream.accepted("secure-boot"), secure
+    # 9) event subscriptions: the kept one delivers an event caused over IPMI (no Redfish
+    # request has been made yet), and the stream's one is there or not as acknowledged
+    receiver.contexts.clear()
+    power = run(again.ipmitool(a, "chassis", "power", "status")).stdout.split()[-1]
+    assert _ipmi_ok(again.ipmitool(a, "chassis", "power", "off" if power == "on" else "on"))
+    deadline = time.monotonic() + TIMEOUT
+    while "kept" not in receiver.contexts and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "kept" in receiver.contexts, receiver.contexts
+    listing = requests.get(f"{a.redfish_url}{SUBSCRIPTIONS}", auth=admin, timeout=TIMEOUT)
+    contexts = {requests.get(a.redfish_url + m["@odata.id"], auth=admin,
+                             timeout=TIMEOUT).json()["Context"]
+                for m in listing.json()["Members"]}
+    assert "kept" in contexts
+    live = contexts - {"kept"}
+    assert len(live) <= 1 and (live or {"none"}) <= stream.accepted("subscription"), (
+        contexts, stream.accepted("subscription"))
+    receiver.close()
     measured(f"state dir: {acked} acknowledged changes before SIGKILL "
              f"({', '.join(f'{k} {len(v)}' for k, v in stream.acked.items())}), "
              f"killed {delay * 1000:.0f} ms after the {KILL_AFTER}th, in flight: "
