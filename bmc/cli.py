@@ -59,7 +59,8 @@ def main() -> None:
               help="Serve only part of the fleet: node k when k mod N = I, or the listed "
                    "node names or indices (comma-separated). Nodes keep their fleet ports.")
 @click.option("--state-dir", metavar="DIR", envvar="BMC_EMULATOR_STATE_DIR", show_envvar=True,
-              help="Keep users, boot overrides and a memory node's power in DIR/state.sqlite3 "
+              help="Keep what the BMCs must remember (users, boot overrides, SELs, BIOS, "
+                   "media, ...: README \"State\") in DIR/state.sqlite3 "
                    "across restarts (even kill -9).  [default: the config's "
                    "defaults.state_dir, else none: state is lost on exit]")
 @click.option("--tls", is_flag=True, default=None,

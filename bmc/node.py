@@ -242,6 +242,7 @@ class Node:
         self._log_cursor: str | None = None
         self._saved_sel: SavedSel | None = None  # read at start, used when the SEL is built
         self._build_at_start = False
+        self._saved_power: PowerState | None = None  # what the store holds (memory nodes)
         try:
             self._restore()
             self._read_initial_power()
@@ -268,15 +269,24 @@ class Node:
                                 or bool(self.state.kinds() & FEATURE_KINDS))
         saved = self.state.get("boot", "override")
         if saved is not None:
-            self._boot = BootOverride(BootDevice(saved["device"]), bool(saved["persistent"]),
-                                      bool(saved["uefi"]))
-        power = self.state.get("power", "state") if self.backend.volatile else None
-        if power is not None and PowerState(power) is not self.backend.power_state():
-            # the server "kept running" while the emulator was down: no boot, no SEL entry
-            if PowerState(power) is PowerState.ON:
-                self.backend.power_on(BootDevice.NONE)
-            else:
-                self.backend.power_off()
+            try:
+                self._boot = BootOverride(BootDevice(saved["device"]),
+                                          bool(saved["persistent"]), bool(saved["uefi"]))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise self.state.error("boot", "override", repr(exc)) from exc
+        saved = self.state.get("power", "state") if self.backend.volatile else None
+        if saved is not None:
+            try:
+                power = PowerState(saved)
+            except ValueError as exc:
+                raise self.state.error("power", "state", repr(exc)) from exc
+            self._saved_power = power
+            if power is not self.backend.power_state():
+                # the server "kept running" while the emulator was down: no boot, no SEL
+                if power is PowerState.ON:
+                    self.backend.power_on(BootDevice.NONE)
+                else:
+                    self.backend.power_off()
 
     def _save_boot(self) -> None:  # with the lock held: saves land in the order of changes
         if self.state is not None:
@@ -285,9 +295,12 @@ class Node:
                                                  "persistent": boot.persistent,
                                                  "uefi": boot.uefi})
 
-    def _save_power(self, state: PowerState) -> None:
-        if self.state is not None and self.backend.volatile:
+    def _save_power(self, state: PowerState) -> None:  # with the lock held
+        # an action's result is usually the intent saved when it was asked for: no second
+        # fsync (it would also hold the store, which the IPMI thread's next save waits for)
+        if self.state is not None and self.backend.volatile and state is not self._saved_power:
             self.state.save("power", "state", state.value)
+            self._saved_power = state
 
     def _read_initial_power(self) -> None:
         """The power state at start: asked directly of a backend whose state is its own

@@ -218,6 +218,8 @@ def _corrupt(tmp_path: Path, kind: str, key: str, value: str) -> None:
     ("secure_boot", "settings", '{"enabled": "yes", "installed": {}, "current_boot": false}'),
     ("sol", "settings", '{"enabled": true, "bit_rate": 12345}'),
     ("lockout", "policy", '{"threshold": -1, "duration": 0, "reset_after": 0}'),
+    ("boot", "override", '{"device": "Floppy-disk", "persistent": true, "uefi": false}'),
+    ("power", "state", '"Sideways"'),
 ])
 def test_unreadable_row_stops_the_node(tmp_path: Path, kind: str, key: str, value: str) -> None:
     _corrupt(tmp_path, kind, key, value)
@@ -252,6 +254,25 @@ def test_forget_deletes_one_nodes_rows(tmp_path: Path) -> None:
     store.close()
 
 
+def test_power_intent_is_saved_once_per_change(reopen: Callable[[], StateStore]) -> None:
+    """The intent is saved before Chassis Control is answered; the action's result, the same
+    state, is not saved again (one fsync per change, not two)."""
+    store = reopen()
+    node = _node(store)
+    writes = []
+    real = store._write
+    store._write = lambda statements: (writes.append(statements), real(statements))[1]
+    node.power(PowerAction.ON, timeout=5)
+    node.power(PowerAction.ON, timeout=5)  # already on: nothing new to save
+    node.power(PowerAction.FORCE_OFF, timeout=5)
+    power = [w for w in writes if any("power" in str(args) for _, args in w)]
+    assert len(power) == 2, power
+    node.close()
+    again = _node(reopen())
+    assert again.power_state.value == "Off"
+    again.close()
+
+
 def test_boot_device_power_of_a_restored_node_still_works(reopen: Callable[[], StateStore]
                                                          ) -> None:
     """A node built at start for its saved features still boots and records the media."""
@@ -262,4 +283,32 @@ def test_boot_device_power_of_a_restored_node_still_works(reopen: Callable[[], S
     again.set_boot_override(BootDevice.CDROM)
     again.power(PowerAction.ON, timeout=5)
     assert again.last_boot_media == ISO
+    again.close()
+
+
+def test_lan_parameter_26_sets_the_lockout_and_refuses_what_it_cannot_do(
+        reopen: Callable[[], StateStore]) -> None:
+    from ipmi.commands import NETFN_TRANSPORT, Context, IpmiError
+    from ipmi.endpoint import BmcEndpoint
+
+    node = _node(reopen())
+    endpoint = BmcEndpoint(node, local_address=("127.0.0.1", 6230))
+
+    def set_26(value: bytes) -> int:
+        entry = endpoint.commands[(NETFN_TRANSPORT, 0x01)]
+        try:
+            entry.handler(Context(node, bytes((1, 26)) + value, None, endpoint, NETFN_TRANSPORT,
+                                  0x01, ("127.0.0.1", 1)))
+        except IpmiError as exc:
+            return exc.code
+        return 0
+
+    assert set_26(bytes((0, 7, 6, 0, 12, 0))) == 0  # threshold 7, reset 60 s, lockout 120 s
+    assert set_26(bytes((1, 7, 6, 0, 12, 0))) == 0xCC  # no session audit sensor to use
+    assert set_26(bytes((0, 7, 6))) == 0xC7
+    endpoint.close()
+    node.close()
+    again = _node(reopen())
+    lockout = again.lockout
+    assert (lockout.threshold, lockout.reset_after, lockout.duration) == (7, 60.0, 120.0)
     again.close()
