@@ -63,6 +63,11 @@ def main() -> None:
                    "media, ...: README \"State\") in DIR/state.sqlite3 "
                    "across restarts (even kill -9).  [default: the config's "
                    "defaults.state_dir, else none: state is lost on exit]")
+@click.option("--state-sync", type=click.Choice(["normal", "full"]),
+              help="How far a change goes before the client's answer: the kernel (normal: "
+                   "survives a killed emulator) or the disk (full: survives a power cut, an "
+                   "fsync per change).  [default: the config's defaults.state_sync, else "
+                   "normal]")
 @click.option("--tls", is_flag=True, default=None,
               help="Serve Redfish over HTTPS. Without --tls-cert, certificates are made and "
                    "signed by a lab CA kept in STATE_DIR/tls (else ~/.local/state/bmc-emulator/"
@@ -83,7 +88,8 @@ def serve(config_file: Path | None, nodes: int | None, backend: str | None, bind
           console_port_base: int | None, username: str | None,
           password: str | None, log_level: str, manage: bool,
           manage_socket: str | None, shard: str | None = None,
-          state_dir: str | None = None, tls: bool | None = None, tls_cert: str | None = None,
+          state_dir: str | None = None, state_sync: str | None = None,
+          tls: bool | None = None, tls_cert: str | None = None,
           tls_key: str | None = None) -> None:
     """Serve IPMI and Redfish for every node until SIGINT or SIGTERM.
 
@@ -96,7 +102,7 @@ def serve(config_file: Path | None, nodes: int | None, backend: str | None, bind
     overrides = Overrides(nodes=nodes, bind=bind, username=username, password=password,
                           ipmi_port_base=ipmi_port_base, redfish_port_base=redfish_port_base,
                           console_port_base=console_port_base, address_base=address_base,
-                          backend=backend, state_dir=state_dir)
+                          backend=backend, state_dir=state_dir, state_sync=state_sync)
     if (tls_cert is None) != (tls_key is None):
         _fail(["--tls-cert and --tls-key go together"], EXIT_CONFIG)
     if tls or tls_cert:

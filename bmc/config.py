@@ -157,6 +157,9 @@ class Defaults:
     backend_from: str | None = None  # see NodeConfig.backend_from
     #: where the emulator keeps what must survive a restart (bmc/state.py); None: nowhere
     state_dir: str | None = None
+    #: how far each save goes before the client's answer: "normal" (the kernel: survives a
+    #: killed emulator) or "full" (the disk: survives a host's power cut; an fsync each)
+    state_sync: str = "normal"
     #: HTTPS for the Redfish service of nodes that do not say (`defaults.redfish_tls`, --tls)
     redfish_tls: TlsConfig | None = None
     #: `defaults.faults`, checked (bmc.faults.parse): every node's, under its own `faults:`
@@ -185,6 +188,7 @@ class Overrides:
     address_base: str | None = None
     backend: str | None = None  # a backend type; its settings come from the file, if the same
     state_dir: str | None = None
+    state_sync: str | None = None
     redfish_tls: TlsConfig | None = None  # --tls, --tls-cert/--tls-key
 
     def given(self) -> dict[str, Any]:

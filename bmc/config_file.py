@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import ValidationError
@@ -634,6 +634,7 @@ def _file_schema() -> Any:
         address_base: str | None = None
         backend: BackendModel | None = None
         state_dir: str | None = Field(default=None, min_length=1)
+        state_sync: Literal["normal", "full"] | None = None
         redfish_event_destinations: list[str] | None = None
         redfish_session_user_limit: int | None = None
         redfish_tls: TlsModel | None = None

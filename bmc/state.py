@@ -1,10 +1,12 @@
 """The state store: what a BMC must remember across a restart, even a SIGKILL.
 
 One SQLite database per emulator (`DIR/state.sqlite3`), rows keyed by (node, kind, key),
-each value JSON. WAL mode with synchronous=FULL: a save returns only once its commit is in the
-WAL on disk, so a change a client was told succeeded survives a SIGKILL of the process (and
-a power cut). Features call it through `NodeState` (one node's view): `save`, `delete`,
-`load`, `replace`; a node without a store keeps its state in memory only, as before.
+each value JSON, in WAL mode. A save returns once its commit is written to the WAL, so a change
+a client was told succeeded survives a SIGKILL or crash of the process: the kernel has it.
+`sync="full"` (synchronous=FULL) also waits for the disk at every commit, for a host's power
+cut too, at the cost of an fsync (ms) on the saving thread; "normal" (the default) leaves the
+fsync to checkpoints. Features call it through `NodeState` (one node's view): `save`,
+`delete`, `load`, `replace`; a node without a store keeps its state in memory only, as before.
 
 A database that cannot be read is never reset: `open_store` raises StateError naming the file.
 """
@@ -17,10 +19,13 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 FILENAME = "state.sqlite3"
 SCHEMA_VERSION = 1
+#: how far a save goes before it returns (`defaults.state_sync`): the kernel, or the disk
+Sync = Literal["normal", "full"]
+SYNC_MODES: dict[str, str] = {"normal": "NORMAL", "full": "FULL"}
 
 
 class StateError(Exception):
@@ -31,8 +36,9 @@ class StateStore:
     """One emulator's state database. Thread-safe: one connection behind a lock (writes are
     small and rare; the front ends' threads all save through it)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, sync: Sync = "normal") -> None:
         self.path = path
+        self.sync = sync
         self._lock = threading.Lock()
         self._db = self._open(path)
 
@@ -48,7 +54,9 @@ class StateStore:
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode != "wal":
                 raise StateError(f"state file {path}: cannot use WAL mode (got {mode})")
-            db.execute("PRAGMA synchronous=FULL")  # every commit is on disk when save returns
+            # NORMAL in WAL mode: a commit is in the kernel when save returns (a killed
+            # process loses nothing); FULL: on the disk too (a power cut loses nothing)
+            db.execute(f"PRAGMA synchronous={SYNC_MODES[self.sync]}")
             problems = [row[0] for row in db.execute("PRAGMA quick_check")]
             if problems != ["ok"]:
                 raise StateError(f"state file {path}: corrupt: {'; '.join(problems[:3])}")
@@ -179,7 +187,7 @@ class NodeState:
                           f"unreadable saved value: {detail}")
 
 
-def open_store(directory: str | Path) -> StateStore:
+def open_store(directory: str | Path, sync: Sync = "normal") -> StateStore:
     """The store in `directory` (made 0700 if missing); StateError names what is wrong."""
     directory = Path(directory).expanduser()
     try:
@@ -190,6 +198,6 @@ def open_store(directory: str | Path) -> StateStore:
         raise StateError(f"state directory {directory}: not a directory")
     path = directory / FILENAME
     try:
-        return StateStore(path)
+        return StateStore(path, sync)
     except OSError as exc:
         raise StateError(f"state file {path}: {exc.strerror or exc}") from exc

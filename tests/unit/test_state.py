@@ -201,3 +201,25 @@ def test_unreadable_bios_row_stops_the_node(tmp_path: Path) -> None:
     with pytest.raises(StateError, match=f"{tmp_path / FILENAME}.*node 'a' BIOS"):
         Node("a", MemoryBackend(), state=store.node("a"))
     store.close()
+
+
+@pytest.mark.parametrize(("sync", "pragma"), [("normal", 1), ("full", 2)])
+def test_state_sync_sets_how_far_a_commit_goes(tmp_path: Path, sync: str, pragma: int) -> None:
+    store = open_store(tmp_path, sync)  # type: ignore[arg-type]
+    try:
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == pragma
+        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        store.close()
+
+
+def test_state_sync_comes_from_the_config_and_the_flag(tmp_path: Path) -> None:
+    from bmc.config import ConfigError, Overrides, load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("defaults: {state_sync: full}\nnodes: [{name: a}]\n")
+    assert load_config(path).defaults.state_sync == "full"
+    assert load_config(path, Overrides(state_sync="normal")).defaults.state_sync == "normal"
+    path.write_text("defaults: {state_sync: sometimes}\nnodes: [{name: a}]\n")
+    with pytest.raises(ConfigError, match="state_sync"):
+        load_config(path)
