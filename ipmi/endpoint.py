@@ -306,7 +306,11 @@ class BmcEndpoint:
                                           duplicates_ok=packet.payload_type == wire.PAYLOAD_SOL):
             return None
         session.last_activity = self.clock()
-        payload = keys.decrypt(packet.payload)
+        try:
+            payload = keys.decrypt(packet.payload)
+        except ValueError as exc:  # signed by the session's client, yet not AES-CBC: its bug
+            log.debug("dropped undecryptable packet in session %#x: %s", sid, exc)
+            return None
         if packet.payload_type == wire.PAYLOAD_SOL:
             ack = self.sol.receive(session, payload, self.clock())
             return None if ack is None else self._seal(session, wire.PAYLOAD_SOL, ack)

@@ -1,0 +1,50 @@
+"""The IPMI engine under fuzzing (bench/fuzzing/ipmi.py), bounded for CI, and the bugs the
+fuzzer found, each kept as a plain regression test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from bench.fuzzing.ipmi import IpmiTarget, message
+from ipmi import wire
+from ipmi.crypto import SUITE_3, SUITE_17
+
+
+@pytest.fixture
+def target() -> Iterator[IpmiTarget]:
+    made = IpmiTarget()
+    made.errors.install()
+    yield made
+    made.errors.remove()
+    made.close()
+
+
+# -- found by the fuzzer ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suite", [SUITE_17, SUITE_3], ids=["suite17", "suite3"])
+@pytest.mark.parametrize("ciphertext", [bytes(20), b"\x01" * 33, bytes(15)],
+                         ids=["20 bytes", "33 bytes", "shorter than an IV"])
+def test_a_signed_packet_that_does_not_decrypt_is_dropped_quietly(
+        target: IpmiTarget, suite: object, ciphertext: bytes) -> None:
+    # found: a session's client (only it can sign) sending a payload whose length is not
+    # AES-CBC's made the engine log a traceback at ERROR for every such packet
+    client = target.session(suite)  # type: ignore[arg-type]
+    assert target.send(client.seal(wire.PAYLOAD_IPMI, b"", ciphertext=ciphertext),
+                       ("127.0.0.1", 40000)) is None
+    target.errors.check("undecryptable packet")
+    assert target.command(client, 0x06, 0x01) is not None  # the session goes on
+
+
+def test_a_signed_packet_with_a_bad_pad_is_dropped_quietly(target: IpmiTarget) -> None:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    client = target.session(SUITE_17)
+    block = message(0x06, 0x01, b"").ljust(15, b"\0") + b"\x20"  # pad length 32: impossible
+    encryptor = Cipher(algorithms.AES(client.keys.aes_key), modes.CBC(bytes(16))).encryptor()
+    ciphertext = bytes(16) + encryptor.update(block) + encryptor.finalize()
+    assert target.send(client.seal(wire.PAYLOAD_IPMI, b"", ciphertext=ciphertext),
+                       ("127.0.0.1", 40000)) is None
+    target.errors.check("bad pad")
