@@ -7,9 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.fuzzing.ipmi import IpmiTarget, message
+from bench.fuzzing.ipmi import ACTIVATE_SOL, HARNESS, IpmiTarget, message
 from ipmi import wire
 from ipmi.crypto import SUITE_3, SUITE_17
+from ipmi.sol import SOL_DATA_MAX, SolPacket
 
 
 @pytest.fixture
@@ -48,3 +49,22 @@ def test_a_signed_packet_with_a_bad_pad_is_dropped_quietly(target: IpmiTarget) -
     assert target.send(client.seal(wire.PAYLOAD_IPMI, b"", ciphertext=ciphertext),
                        ("127.0.0.1", 40000)) is None
     target.errors.check("bad pad")
+
+
+def test_a_sol_packet_longer_than_announced_is_acknowledged_in_part(target: IpmiTarget) -> None:
+    # found: a SOL packet of more than 255 characters made the acknowledgement's one-byte
+    # count overflow (ValueError, a traceback at ERROR, the characters typed but never acked)
+    typed = bytearray()
+    target.node.backend.write_console = typed.extend  # type: ignore[method-assign]
+    client = target.session(SUITE_17)
+    assert target.command(client, 0x06, 0x48, ACTIVATE_SOL) is not None
+    text = bytes(range(32, 127)) * 4  # 380 characters
+    reply = target.send(client.seal(wire.PAYLOAD_SOL, bytes((1, 0, 0, 0)) + text), HARNESS)
+    assert reply is not None
+    assert SolPacket.parse(client.open(reply)[1]) == SolPacket(0, 1, SOL_DATA_MAX, 0)
+    assert typed == text[:SOL_DATA_MAX]
+    # the console sends the rest in its next packet, as after any partial ACK
+    reply = target.send(client.seal(wire.PAYLOAD_SOL, bytes((2, 0, 0, 0))
+                                    + text[SOL_DATA_MAX:]), HARNESS)
+    assert reply is not None and typed == text
+    target.errors.check("long SOL packet")
