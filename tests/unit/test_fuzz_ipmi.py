@@ -3,6 +3,7 @@ fuzzer found, each kept as a plain regression test."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 
 import pytest
@@ -68,3 +69,19 @@ def test_a_sol_packet_longer_than_announced_is_acknowledged_in_part(target: Ipmi
                                     + text[SOL_DATA_MAX:]), HARNESS)
     assert reply is not None and typed == text
     target.errors.check("long SOL packet")
+
+
+def test_rakp1_naming_an_ipmi15_challenge_is_refused(target: IpmiTarget) -> None:
+    # found: anyone could take the session ID a Get Session Challenge (IPMI 1.5) hands out and
+    # name it in an RMCP+ RAKP1; the engine then failed an assertion (no cipher suite) and
+    # logged a traceback at ERROR for every such datagram
+    peer = ("192.0.2.10", 50000)
+    challenge = message(0x06, 0x39, bytes((wire.AUTHTYPE_MD5,)) + b"admin".ljust(16, b"\0"))
+    reply = target.send(wire.build_v15(wire.AUTHTYPE_NONE, 0, 0, b"", challenge), peer)
+    assert reply is not None
+    session_id = struct.unpack_from("<I", wire.parse_v15(reply).message, 7)[0]
+    rakp1 = struct.pack("<BxxxI", 7, session_id) + bytes(16) + bytes((4, 0, 0, 5)) + b"admin"
+    reply = target.send(wire.build_v20(wire.PAYLOAD_RAKP1, 0, 0, rakp1), peer)
+    assert reply is not None
+    assert wire.parse_v20(reply).payload[1] == 0x02  # invalid session ID
+    target.errors.check("RAKP1 naming a 1.5 session")
