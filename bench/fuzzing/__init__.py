@@ -1,13 +1,18 @@
 """Fuzz targets of the IPMI engine and the Redfish app, for every driver.
 
 One harness, three drivers: a target asks a `Source` for each choice it makes (an integer in a
-range, some bytes, one of a list), so the same target runs under
+range, some bytes, one of a list), read from the input's bytes (`BytesSource`), so the same
+target and the same inputs run under
 
-- hypothesis (`HypothesisSource`): the bounded CI tests (tests/unit/test_fuzz_*.py), whose
-  failures shrink to a small example;
-- atheris (`AtherisSource`, libFuzzer's coverage feedback on the engine's bytecode): the long
-  run in `python -m bench.fuzz`;
-- a seeded `random.Random` (`RandomSource`): the long run where atheris is not installed.
+- hypothesis (`st.binary()`): the bounded CI tests (tests/unit/test_fuzz_*.py), deterministic,
+  whose failures shrink to a small input;
+- atheris (libFuzzer's coverage feedback on the emulator's bytecode): the long run in
+  `python -m bench.fuzz`;
+- a seeded PRNG (`random_input`): the long run where atheris is not installed.
+
+Targets keep their state from one input to the next, as a real BMC does (hypothesis sees plain
+bytes, so that does not upset its generation; a failure it cannot replay is reported as flaky,
+with the original failure attached).
 
 Invariants, checked by the targets after every input: no exception escapes; no log record at
 ERROR (the engine and the app log, and survive, any exception: "it did not raise" alone proves
@@ -46,79 +51,55 @@ class Source(Protocol):
     def choice(self, options: Sequence[T]) -> T: ...
 
 
-class RandomSource:
-    """Choices from a seeded PRNG: no coverage feedback, but reproducible by seed."""
+class BytesSource:
+    """Choices read from a byte string, as libFuzzer's FuzzedDataProvider does: every engine
+    hands the targets bytes (atheris's input, hypothesis's `st.binary()`, a seeded PRNG's), so an
+    input found by one replays under any other. An exhausted input reads as zeros, and choice 0
+    is always the ordinary one (no mutation, the common value)."""
 
-    def __init__(self, seed: int) -> None:
-        self.rng = random.Random(seed)
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
 
-    def integer(self, lo: int, hi: int) -> int:
-        return self.rng.randint(lo, hi)
-
-    def blob(self, max_size: int) -> bytes:
-        return self.rng.randbytes(self.rng.randint(0, max_size))
-
-    def text(self, max_size: int) -> str:
-        size = self.rng.randint(0, max_size)
-        # mostly ASCII, some of every plane, lone surrogates included
-        return "".join(chr(self.rng.choice((self.rng.randint(32, 126), self.rng.randint(0, 0xFFFF),
-                                            self.rng.randint(0xD800, 0xDFFF),
-                                            self.rng.randint(0, 0x10FFFF))))
-                       for _ in range(size))
-
-    def boolean(self) -> bool:
-        return self.rng.random() < 0.5
-
-    def choice(self, options: Sequence[T]) -> T:
-        return options[self.rng.randrange(len(options))]
-
-
-class AtherisSource:
-    """Choices consumed from a libFuzzer input (atheris.FuzzedDataProvider)."""
-
-    def __init__(self, provider: Any) -> None:
-        self.fdp = provider
+    def _take(self, size: int) -> bytes:
+        chunk = self.data[self.pos:self.pos + size]
+        self.pos += size
+        return chunk
 
     def integer(self, lo: int, hi: int) -> int:
-        return int(self.fdp.ConsumeIntInRange(lo, hi))
+        span = hi - lo
+        if span <= 0:
+            return lo
+        size = (span.bit_length() + 7) // 8
+        return lo + int.from_bytes(self._take(size).ljust(size, b"\0"), "little") % (span + 1)
 
     def blob(self, max_size: int) -> bytes:
-        return bytes(self.fdp.ConsumeBytes(self.fdp.ConsumeIntInRange(0, max_size)))
+        return self._take(self.integer(0, max_size))
 
     def text(self, max_size: int) -> str:
-        return str(self.fdp.ConsumeUnicode(self.fdp.ConsumeIntInRange(0, max_size)))
+        chars = []
+        for _ in range(self.integer(0, max_size)):
+            kind = self.integer(0, 7)  # mostly ASCII; any plane; lone surrogates
+            if kind <= 4:
+                chars.append(chr(self.integer(32, 126)))
+            elif kind == 5:
+                chars.append(chr(self.integer(0, 0xFFFF)))
+            elif kind == 6:
+                chars.append(chr(self.integer(0xD800, 0xDFFF)))
+            else:
+                chars.append(chr(self.integer(0, 0x10FFFF)))
+        return "".join(chars)
 
     def boolean(self) -> bool:
-        return bool(self.fdp.ConsumeBool())
+        return self.integer(0, 1) == 1
 
     def choice(self, options: Sequence[T]) -> T:
-        return options[self.fdp.ConsumeIntInRange(0, len(options) - 1)]
+        return options[self.integer(0, len(options) - 1)]
 
 
-class HypothesisSource:
-    """Choices drawn from hypothesis's `st.data()`: shrinkable, replayed from its database."""
-
-    def __init__(self, data: Any) -> None:
-        from hypothesis import strategies as st
-
-        self.data, self.st = data, st
-        # every code point, lone surrogates included (hypothesis leaves them out by default)
-        self._chars = st.characters(exclude_categories=())
-
-    def integer(self, lo: int, hi: int) -> int:
-        return int(self.data.draw(self.st.integers(lo, hi)))
-
-    def blob(self, max_size: int) -> bytes:
-        return bytes(self.data.draw(self.st.binary(max_size=max_size)))
-
-    def text(self, max_size: int) -> str:
-        return str(self.data.draw(self.st.text(self._chars, max_size=max_size)))
-
-    def boolean(self) -> bool:
-        return bool(self.data.draw(self.st.booleans()))
-
-    def choice(self, options: Sequence[T]) -> T:
-        return options[self.data.draw(self.st.integers(0, len(options) - 1))]
+def random_input(seed: int, max_size: int = 1024) -> bytes:
+    """The input the PRNG engine makes for `seed` (no coverage feedback; reproducible)."""
+    rng = random.Random(seed)
+    return rng.randbytes(rng.randint(1, max_size))
 
 
 class ErrorLog(logging.Handler):
@@ -184,6 +165,31 @@ def network_guard() -> Iterator[None]:
         yield
     finally:
         socket.getaddrinfo, socket.create_connection = real_getaddrinfo, real_connect
+
+
+def restore_users(node: Any, users: dict[str, tuple[str, Any, int]]) -> bool:
+    """Put the harness's users back in their slots, as it logs in with them (fuzzed requests
+    rename, disable, lock out or delete them); True if anything had to change."""
+    store, changed = node.users, False
+    for name, (password, privilege, uid) in users.items():
+        holder = store.by_name(name)
+        if holder is not None and holder.user_id != uid:
+            store.set_name(holder.user_id, "")
+            changed = True
+        slot = store.slot(uid)
+        if slot is None or slot.name != name:
+            store.set_name(uid, name)
+            changed = True
+        user = store.slot(uid)
+        if store.authenticate(name, password) is None or user.password != password:
+            store.set_password(uid, password)
+            changed = True
+        if not user.enabled or user.privilege != privilege or not user.ipmi_messaging:
+            store.set_enabled(uid, True)
+            store.set_access(uid, privilege=privilege, ipmi_messaging=True)
+            changed = True
+        node.lockout.unlock(name)
+    return changed
 
 
 def rss_mib() -> float:

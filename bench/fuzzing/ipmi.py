@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from backends.memory import MemoryBackend
-from bench.fuzzing import ErrorLog, FuzzFailure, Source
+from bench.fuzzing import BytesSource, ErrorLog, FuzzFailure, Source, restore_users
 from bmc.console import SolSettings
 from bmc.node import Node
 from bmc.users import Privilege
@@ -38,6 +38,8 @@ ATTACKERS = [("192.0.2.10", 50000), ("192.0.2.11", 623), ("198.51.100.7", 1)]
 HARNESS = ("127.0.0.1", 40000)
 USERS = {"admin": ("password", Privilege.ADMINISTRATOR, 2),
          "viewer": ("viewpass", Privilege.USER, 3)}
+#: an input whose first byte is below this is one raw datagram, the rest a program of operations
+RAW_MODE = 0x40
 ACTIVATE_SOL = bytes((0x01, 0x01, 0xC0, 0, 0, 0))
 #: commands by network function: the fuzzer picks these more often than any byte
 KNOWN_NETFNS = (0x00, 0x04, 0x06, 0x0A, 0x0C, 0x2C)
@@ -186,17 +188,34 @@ class IpmiTarget:
             self.op_open_session, self.op_rakp1, self.op_rakp3, self.op_handshake,
             self.op_v20_sessionless, self.op_authed, self.op_authed, self.op_authed,
             self.op_authed_frame, self.op_v15_authed, self.op_sol, self.op_sol, self.op_tick]
+        self.pre_auth = [self.op_raw, self.op_seed, self.op_asf, self.op_v15_sessionless,
+                         self.op_v15_forged, self.op_open_session, self.op_rakp1, self.op_rakp3,
+                         self.op_handshake, self.op_v20_sessionless]
+        self.post_auth = [self.op_authed, self.op_authed_frame, self.op_v15_authed]
+        self.sol_ops = [self.op_sol, self.op_sol, self.op_sol, self.op_tick]
 
     def close(self) -> None:
         self.endpoint.close()
         self.node.close()
 
     # -- one input ---------------------------------------------------------------------------
-    def run(self, source: Source, max_ops: int = 6) -> None:
-        """Run one fuzz input: a few operations chosen by `source`; FuzzFailure if broken."""
+    def run_input(self, data: bytes) -> None:
+        """One fuzz input: a raw datagram (first byte below RAW_MODE; real frames seed these)
+        or a program of operations read from the bytes."""
+        if data and data[0] < RAW_MODE:
+            self.stats["inputs"] += 1
+            self.send(data[1:], HARNESS)
+            self.errors.check("IPMI raw datagram")
+        else:
+            self.run(BytesSource(data))
+
+    def run(self, source: Source, max_ops: int = 6,
+            ops: Sequence[Callable[[Source], None]] | None = None) -> None:
+        """Run one fuzz input: a few operations chosen by `source` (from `ops`, default all);
+        FuzzFailure if an invariant broke."""
         self.stats["inputs"] += 1
         for _ in range(source.integer(1, max_ops)):
-            source.choice(self.ops)(source)
+            source.choice(ops or self.ops)(source)
         self.stats["max_sessions"] = max(self.stats["max_sessions"],
                                          len(self.endpoint.sessions))
         self.errors.check("IPMI")
@@ -265,17 +284,7 @@ class IpmiTarget:
     def repair(self) -> None:
         """Put our users, the SOL settings and the session table back as a login needs them."""
         self.stats["repairs"] += 1
-        users = self.node.users
-        for name, (password, privilege, uid) in USERS.items():
-            holder = users.by_name(name)
-            if holder is not None and holder.user_id != uid:
-                users.set_name(holder.user_id, f"moved{holder.user_id}")
-            if users.slot(uid) is None or users.slot(uid).name != name:  # type: ignore[union-attr]
-                users.set_name(uid, name)
-            users.set_password(uid, password)
-            users.set_enabled(uid, True)
-            users.set_access(uid, privilege=privilege, ipmi_messaging=True)
-            self.node.lockout.unlock(name)
+        restore_users(self.node, USERS)
         self.node.console.sol = SolSettings()
         ours = {c.bmc_id for c in self.v20.values()} | {c.bmc_id for c in self.v15.values()}
         for sid, session in list(self.endpoint.sessions.items()):

@@ -3,11 +3,15 @@ fuzzer found, each kept as a plain regression test."""
 
 from __future__ import annotations
 
+import logging
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from bench.fuzzing import BytesSource, FuzzFailure, Source
 from bench.fuzzing.ipmi import ACTIVATE_SOL, HARNESS, IpmiTarget, message
 from ipmi import wire
 from ipmi.crypto import SUITE_3, SUITE_17
@@ -85,3 +89,62 @@ def test_rakp1_naming_an_ipmi15_challenge_is_refused(target: IpmiTarget) -> None
     assert reply is not None
     assert wire.parse_v20(reply).payload[1] == 0x02  # invalid session ID
     target.errors.check("RAKP1 naming a 1.5 session")
+
+
+# -- the fuzzer, bounded ---------------------------------------------------------------------------
+# deterministic (derandomize, no example database): the same examples on every CI run; state
+# carries over from one example to the next, as on a real BMC
+FUZZ = settings(deadline=None, derandomize=True, database=None,
+                suppress_health_check=list(HealthCheck))
+
+
+def fuzz(target: IpmiTarget, ops: list[Callable[[Source], None]] | None,
+         examples: int) -> None:
+    @settings(FUZZ, max_examples=examples)
+    @given(st.binary(min_size=16, max_size=1024))
+    def one(data: bytes) -> None:
+        if ops is None:
+            target.run_input(data)  # raw datagrams too
+        else:
+            target.run(BytesSource(data), ops=ops)
+
+    one()
+    target.still_works()
+
+
+def test_before_authentication(target: IpmiTarget) -> None:
+    """Raw and mutated datagrams, ASF, IPMI 1.5 (none/MD5/password), Open Session, RAKP."""
+    fuzz(target, target.pre_auth, 3000)
+    assert target.stats["replies"] > 100  # the datagrams were answered, not all dropped
+
+
+def test_inside_authenticated_sessions(target: IpmiTarget) -> None:
+    """Fuzzed requests in RMCP+ sessions (suites 17 and 3) and IPMI 1.5 sessions."""
+    fuzz(target, target.post_auth, 2500)
+    assert target.stats["logins"] >= 4
+
+
+def test_serial_over_lan(target: IpmiTarget) -> None:
+    """Fuzzed SOL packets in an activated SOL payload, and the clock moving on."""
+    fuzz(target, target.sol_ops, 2000)
+    assert target.stats["sol_packets"] > 100
+
+
+def test_everything_at_once(target: IpmiTarget) -> None:
+    fuzz(target, None, 3000)
+
+
+# -- the checks themselves catch what they are for ---------------------------------------------
+
+
+def test_a_malformed_reply_is_a_failure(target: IpmiTarget) -> None:
+    for bad in (b"\x06\x00\xff\x07\x00\x00\x00\x00\x00\x00\x00\x00\x00\x09",  # short message
+                b"\x07\x00\xff\x07\x06", b"\x06\x00\xff\x06" + bytes(24)):
+        with pytest.raises(FuzzFailure):
+            target.check_reply(bad, b"")
+
+
+def test_an_error_record_is_a_failure(target: IpmiTarget) -> None:
+    logging.getLogger("ipmi.endpoint").error("boom")
+    with pytest.raises(FuzzFailure, match="boom"):
+        target.errors.check("IPMI")
