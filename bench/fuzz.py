@@ -14,10 +14,10 @@ every datagram of ipmitool's captured RMCP+ logins) or a structured program of o
 Reported: executions and exec/s, failures (an exception, an ERROR log record, a 5xx, a
 malformed reply: each is saved under the work dir with its input), Redfish status counts, RSS
 after start-up, after warm-up (10%), at the middle and at the end, and the line and branch
-coverage of ipmi/ and redfish/ reached by replaying the corpus (or, for the random engine,
-every input) under coverage.py (the socket front ends, ipmi/server.py, redfish/server.py and
-redfish/console_ws.py, are left out: no in-process input reaches them). The exit status is
-non-zero if anything failed.
+coverage of ipmi/ and redfish/ reached by every input of the run, replayed in order on a fresh
+target under coverage.py, the same for both engines (the socket front ends ipmi/server.py,
+redfish/server.py and redfish/console_ws.py are left out: no in-process input reaches them).
+The exit status is non-zero if anything failed.
 """
 
 from __future__ import annotations
@@ -31,11 +31,13 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUMENTED = ["ipmi", "redfish", "bmc", "backends"]
+SEED_PROGRAMS = 256
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bmc-fuzz-"))
     workdir.mkdir(parents=True, exist_ok=True)
     if args.child == "coverage":
-        return _coverage_child(workdir, engine)
+        return _coverage_child(workdir)
     if args.child:
         limit = args.datagrams if args.child == "ipmi" else args.requests
         return _fuzz_child(args.child, limit, args.seconds, workdir, engine)
@@ -157,7 +159,9 @@ class _Run:
         self.executions = 0
         self.failures: dict[str, int] = {}
         self.failure_dir = workdir / f"{name}-failures"
-        self.seeds_run: list[int] = []
+        #: every input, in order: the coverage replay runs them all again on a fresh target,
+        #: the same for every engine (a corpus alone misses the paths that need state)
+        self.inputs = open(workdir / f"{name}-inputs.bin", "wb")  # noqa: SIM115 - to the end
 
     def count(self) -> int:
         return int(self.target.stats[self.unit])
@@ -166,6 +170,7 @@ class _Run:
         from bench.fuzzing import FuzzFailure
 
         self.executions += 1
+        self.inputs.write(len(data).to_bytes(4, "little") + data)
         try:
             run(data)
         except FuzzFailure as exc:
@@ -215,8 +220,7 @@ class _Run:
             stats["status"] = {str(k): v for k, v in sorted(stats["status"].items())}
             stats["undocumented_5xx"] = sum(
                 1 for kind in self.failures if " -> 5" in kind)
-        if self.engine == "random":
-            stats["seeds"] = self.executions  # the coverage replay re-runs seeds 0..N-1
+        self.inputs.close()
         (self.workdir / f"{self.name}.json").write_text(json.dumps(stats, indent=2))
         sys.stdout.flush()
         os._exit(0)  # libFuzzer's loop never returns; our bound is reached
@@ -264,13 +268,15 @@ def _fuzz_child(name: str, limit: int, seconds: float, workdir: Path, engine: st
     corpus.mkdir(exist_ok=True)
     if name == "ipmi":
         _write_seeds(corpus, target)
+    for seed in range(SEED_PROGRAMS):  # programs of several operations to start from: libFuzzer
+        (corpus / f"program-{seed}").write_bytes(random_input(seed))  # alone starts from b""
 
     def test_one_input(data: bytes) -> None:
         run.one(target.run_input, data)
 
     atheris.Setup([sys.argv[0], str(corpus), "-max_len=4096", "-len_control=0",
-                   "-rss_limit_mb=4096", "-timeout=30", f"-artifact_prefix={workdir}/{name}-",
-                   "-print_final_stats=1",
+                   "-rss_limit_mb=4096", "-timeout=30", "-use_value_profile=1",
+                   f"-artifact_prefix={workdir}/{name}-", "-print_final_stats=1",
                    f"-max_total_time={int(seconds) + 60}"], test_one_input)
     atheris.Fuzz()
     return 0
@@ -291,7 +297,7 @@ def _write_seeds(corpus: Path, target: Any) -> None:
 
 
 # -- the coverage replay -----------------------------------------------------------------------
-def _coverage_child(workdir: Path, engine: str) -> int:
+def _coverage_child(workdir: Path) -> int:
     import coverage
 
     cov = coverage.Coverage(branch=True, source=["ipmi", "redfish"], data_file=None)
@@ -305,7 +311,7 @@ def _coverage_child(workdir: Path, engine: str) -> int:
                 continue
             target = _make_target(name)
             target.errors = ErrorLog()  # not installed: failures were counted in the run
-            for data in _replay_inputs(workdir, name, engine, stats_file):
+            for data in _replay_inputs(workdir, name):
                 try:
                     target.run_input(data)
                 except (FuzzFailure, Exception):  # noqa: B014, S112 - counted in the run
@@ -331,15 +337,10 @@ def _share(part: int, whole: int) -> str:
     return f"{part}/{whole} ({100 * part / max(whole, 1):.1f}%)"
 
 
-def _replay_inputs(workdir: Path, name: str, engine: str, stats_file: Path) -> Any:
-    if engine == "random":
-        from bench.fuzzing import random_input
-
-        for seed in range(json.loads(stats_file.read_text()).get("seeds", 0)):
-            yield random_input(seed)
-        return
-    for path in sorted((workdir / f"{name}-corpus").iterdir()):
-        yield path.read_bytes()
+def _replay_inputs(workdir: Path, name: str) -> Iterator[bytes]:
+    with open(workdir / f"{name}-inputs.bin", "rb") as inputs:
+        while header := inputs.read(4):
+            yield inputs.read(int.from_bytes(header, "little"))
 
 
 if __name__ == "__main__":
