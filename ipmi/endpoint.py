@@ -306,7 +306,11 @@ class BmcEndpoint:
                                           duplicates_ok=packet.payload_type == wire.PAYLOAD_SOL):
             return None
         session.last_activity = self.clock()
-        payload = keys.decrypt(packet.payload)
+        try:
+            payload = keys.decrypt(packet.payload)
+        except ValueError as exc:  # signed by the session's client, yet not AES-CBC: its bug
+            log.debug("dropped undecryptable packet in session %#x: %s", sid, exc)
+            return None
         if packet.payload_type == wire.PAYLOAD_SOL:
             ack = self.sol.receive(session, payload, self.clock())
             return None if ack is None else self._seal(session, wire.PAYLOAD_SOL, ack)
@@ -367,7 +371,10 @@ class BmcEndpoint:
         tag = payload[0]
         bmc_id = struct.unpack_from("<I", payload, 4)[0]
         session = self.sessions.get(bmc_id)
-        if session is None or session.peer != peer or session.stage is Stage.ACTIVE:
+        # an RMCP+ session waiting for RAKP1 (or a retransmitted one); never an IPMI 1.5
+        # session's challenge, which has no cipher suite
+        if session is None or session.peer != peer or session.stage not in (Stage.OPENED,
+                                                                            Stage.RAKP):
             return self._rakp_error(wire.PAYLOAD_RAKP2, tag, RMCP_INVALID_SESSION_ID, 0)
         role_byte, name_length = payload[24], payload[27]
         username = payload[28:28 + name_length]

@@ -129,7 +129,9 @@ class SolPayload:
                 self.hold_until = now + self.retry_interval
         if not packet.seq:
             return None
-        data = packet.data
+        # more than the inbound payload size we announced cannot be acknowledged (the count
+        # is one byte): accept what fits, and the console sends the rest again (a partial ACK)
+        data = packet.data[:SOL_DATA_MAX]
         new = data[self.last_in_length:] if packet.seq == self.last_in_seq else data
         self.last_in_seq, self.last_in_length = packet.seq, len(data)
         if new:
