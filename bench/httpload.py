@@ -9,6 +9,7 @@ import base64
 import http.client
 import re
 import shutil
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -94,15 +95,27 @@ def parse_wrk(out: str) -> LoadResult:
 
 # -- the Python fallback ------------------------------------------------------------------------
 def python_load(url: str, *, concurrency: int, seconds: float, auth: tuple[str, str] | None,
-                max_requests: int) -> LoadResult:
-    """`concurrency` threads, each with one kept-alive connection, bounded in time and count.
+                max_requests: int, tls: ssl.SSLContext | None = None,
+                fresh: bool = False) -> LoadResult:
+    """`concurrency` threads, each with one kept-alive connection, bounded in time and count
+    (`fresh`: a new connection, and so a new TLS handshake, for every request).
 
     Less exact than wrk (the client shares the GIL and a core with itself), but needs nothing.
+    An https:// URL needs `tls` (the client's context: what it trusts).
     """
-    match = re.fullmatch(r"http://([^/:]+):(\d+)(/.*)", url)
+    match = re.fullmatch(r"(https?)://([^/:]+):(\d+)(/.*)", url)
     if not match:
-        raise ValueError(f"not an http://host:port/path URL: {url}")
-    host, port, path = match.group(1), int(match.group(2)), match.group(3)
+        raise ValueError(f"not an http(s)://host:port/path URL: {url}")
+    scheme, host, port, path = (match.group(1), match.group(2), int(match.group(3)),
+                                match.group(4))
+    if scheme == "https" and tls is None:
+        raise ValueError(f"{url}: an https URL needs the client's TLS context")
+
+    def connect() -> http.client.HTTPConnection:
+        if scheme == "https":
+            return http.client.HTTPSConnection(host, port, timeout=5, context=tls)
+        return http.client.HTTPConnection(host, port, timeout=5)
+
     headers = {}
     if auth:
         headers["Authorization"] = "Basic " + base64.b64encode(
@@ -113,7 +126,7 @@ def python_load(url: str, *, concurrency: int, seconds: float, auth: tuple[str, 
     deadline = time.monotonic() + seconds
 
     def worker() -> None:
-        conn = http.client.HTTPConnection(host, port, timeout=5)
+        conn = connect()
         mine: list[float] = []
         failed = 0
         while time.monotonic() < deadline and len(mine) * concurrency < max_requests:
@@ -125,8 +138,9 @@ def python_load(url: str, *, concurrency: int, seconds: float, auth: tuple[str, 
                 ok = 200 <= response.status < 400
             except (OSError, http.client.HTTPException):
                 ok = False
+            if fresh or not ok:
                 conn.close()
-                conn = http.client.HTTPConnection(host, port, timeout=5)
+                conn = connect()
             if ok:
                 mine.append((time.perf_counter() - t0) * 1000)
             else:

@@ -21,6 +21,7 @@ import errno
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
@@ -195,6 +196,8 @@ PER_CLIENT_CONNECTIONS = 16
 #: sockets hold the service
 IDLE_SECONDS = 15
 CLEANUP_SECONDS = 3
+#: a connection opened or used this recently is not taken for idle when room is needed
+FRESH_SECONDS = 0.5
 
 
 class ConnectionCaps:
@@ -224,11 +227,29 @@ class ConnectionCaps:
 
     @staticmethod
     def _close_oldest_idle(share: dict[Any, None]) -> bool:
+        """Close one connection of `share` that loses nothing: one its client has closed
+        already (the server has not caught up with that yet), else the oldest idle one.
+
+        Idle means no request under way, nothing unread in the socket, and nothing sent or
+        received for FRESH_SECONDS: a client opening a connection per request always has a
+        few the server has not caught up with, and its next request may be on its way in
+        one just opened (or just answered)."""
+        idle = None
+        now = time.time()  # waitress's clock for last_activity
         for channel in share:  # oldest first
-            if not channel.requests:  # no request under way: nothing is lost
+            unread = _unread(channel)
+            if unread == "closed":
+                # even with its request still being finished: its client has left (it may
+                # have read the whole answer while the worker thread was still ending it)
                 channel.close()  # releases it from every share
                 return True
-        return False
+            if (unread == "nothing" and idle is None and not channel.requests
+                    and now - channel.last_activity >= FRESH_SECONDS):
+                idle = channel
+        if idle is None:
+            return False
+        idle.close()
+        return True
 
     def release(self, channel: Any, node: Any, client: str) -> None:
         for table, key in ((self.nodes, node), (self.clients, (node, client))):
@@ -237,6 +258,20 @@ class ConnectionCaps:
                 share.pop(channel, None)
                 if not share:
                     del table[key]
+
+
+def _unread(channel: Any) -> str:
+    """What waits unread in a connection's socket: "nothing", "data" or "closed" (EOF)."""
+    sock = getattr(channel, "socket", None)
+    if sock is None:
+        return "closed"
+    try:
+        peeked = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return "nothing"
+    except OSError:  # reset by the peer, ...
+        return "closed"
+    return "data" if peeked else "closed"
 
 
 def _channel_class(caps: ConnectionCaps | None = None,

@@ -12,7 +12,7 @@ import requests
 
 from backends.memory import MemoryBackend
 from bmc.node import Node
-from redfish.server import RedfishServer
+from redfish.server import PER_CLIENT_CONNECTIONS, RedfishServer
 
 
 def make_node(name: str = "node-1") -> Node:
@@ -95,7 +95,7 @@ def test_many_bmcs_under_a_low_open_file_limit() -> None:
 import resource, requests
 from backends.memory import MemoryBackend
 from bmc.node import Node
-from redfish.server import RedfishServer
+from redfish.server import PER_CLIENT_CONNECTIONS, RedfishServer
 hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
 nodes = [Node(f"n{i}", MemoryBackend()) for i in range(300)]
@@ -119,3 +119,42 @@ print("ok", resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok ")
     assert int(result.stdout.split()[1]) > 256
+
+
+def test_a_client_opening_a_connection_per_request_loses_none() -> None:
+    """As many threads as the per-client share, each a new connection per request: the
+    share's room is made from connections the client has closed (the server has not read
+    their end yet), never from one whose request waits unread."""
+    import http.client
+    import threading
+    from collections import Counter
+
+    server = RedfishServer([("127.0.0.1", 0, make_node())])
+    server.start()
+    port = server.ports[0]
+    errors: Counter[str] = Counter()
+    answered = [0]
+    deadline = time.monotonic() + 2
+
+    def client() -> None:
+        while time.monotonic() < deadline:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            try:
+                connection.request("GET", "/redfish/v1")
+                connection.getresponse().read()
+                answered[0] += 1
+            except (OSError, http.client.HTTPException) as exc:
+                errors[type(exc).__name__] += 1
+            finally:
+                connection.close()
+
+    try:
+        threads = [threading.Thread(target=client) for _ in range(PER_CLIENT_CONNECTIONS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        server.stop()
+    assert answered[0] > 500
+    assert not errors, errors
