@@ -43,20 +43,25 @@ def load(url: str, *, concurrency: int, seconds: float, auth: tuple[str, str] | 
 
 
 # -- wrk ----------------------------------------------------------------------------------------
-def _lua(auth: tuple[str, str] | None) -> str:
-    """wrk's Lua script: a Basic Authorization header on every request (or none)."""
-    if auth is None:
-        return "-- no authentication\n"
-    token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-    return f'wrk.headers["Authorization"] = "Basic {token}"\n'
+def _lua(auth: tuple[str, str] | None, close: bool = False) -> str:
+    """wrk's Lua script: a Basic Authorization header on every request (or none), and
+    `Connection: close` with `close` (wrk then opens a new connection per request)."""
+    script = "-- no authentication\n"
+    if auth is not None:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        script = f'wrk.headers["Authorization"] = "Basic {token}"\n'
+    if close:
+        script += 'wrk.headers["Connection"] = "close"\n'
+    return script
 
 
-def wrk(url: str, *, concurrency: int, seconds: float, auth: tuple[str, str] | None
-        ) -> LoadResult:
-    """One wrk run: one thread (the other core is the server's), `concurrency` connections."""
+def wrk(url: str, *, concurrency: int, seconds: float, auth: tuple[str, str] | None,
+        close: bool = False) -> LoadResult:
+    """One wrk run: one thread (the other core is the server's), `concurrency` connections
+    (`close`: a new one per request; over https:// a TLS handshake each, unverified)."""
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         script = Path(tmp) / "auth.lua"
-        script.write_text(_lua(auth))
+        script.write_text(_lua(auth, close))
         cmd = ["wrk", "-t", "1", "-c", str(concurrency), "-d", f"{max(1, round(seconds))}s",
                "--timeout", "5s", "--latency", "-s", str(script), url]
         try:
