@@ -59,6 +59,7 @@ from bmc.config import (
     parse_privilege,
 )
 from bmc.faults import build as build_faults
+from bmc.messages import value_kind
 
 #: `defaults:` keys that every derived endpoint depends on: with one of them refused, clashes
 #: between derived endpoints would be guesses, so they are not reported
@@ -470,19 +471,11 @@ def message(error: dict[str, Any]) -> str:
     if kind == "value_error":
         return str(error["ctx"]["error"])
     if kind in ("model_type", "dict_type"):
-        return f"must be a mapping (key: value), got {_yaml_kind(error.get('input'))}"
+        return f"must be a mapping (key: value), got {value_kind(error.get('input'))}"
     text = error["msg"]
     if kind.endswith("_type"):
-        text += f", got {_yaml_kind(error.get('input'))}"
+        text += f", got {value_kind(error.get('input'))}"
     return text
-
-
-def _yaml_kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return "nothing (null)" if value is None else repr(value)
 
 
 #: what a certificate can name: a DNS name (wildcards too) or an IPv4/IPv6 address

@@ -41,6 +41,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bmc.messages import value_kind
+
 if TYPE_CHECKING:
     from bmc.node import Node
 
@@ -103,7 +105,7 @@ def parse(raw: Any) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """A `faults:` mapping checked: its values as `Faults` takes them (only the keys given),
     and every problem as (key, message), all at once."""
     if not isinstance(raw, dict):
-        return {}, [("", f"must be a mapping (key: value), got {_kind(raw)}")]
+        return {}, [("", f"must be a mapping (key: value), got {value_kind(raw)}")]
     values: dict[str, Any] = {}
     problems: list[tuple[str, str]] = []
     for key, value in raw.items():
@@ -130,7 +132,7 @@ def build(*layers: dict[str, Any] | None) -> Faults | None:
 
 def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"must be a number of {what}, got {_kind(value)}")
+        raise ValueError(f"must be a number of {what}, got {value_kind(value)}")
     if not math.isfinite(value):
         raise ValueError(f"must be a finite number of {what}")
     return float(value)
@@ -172,7 +174,7 @@ def _status(value: Any) -> int:
 
 def _flag(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise ValueError(f"must be true or false, got {_kind(value)}")
+        raise ValueError(f"must be true or false, got {value_kind(value)}")
     return value
 
 
@@ -188,21 +190,13 @@ def _unreachable(value: Any) -> float:
 
 def _seed(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"must be an integer, got {_kind(value)}")
+        raise ValueError(f"must be an integer, got {value_kind(value)}")
     return value
 
 
 _CHECKS = {"latency": _latency, "ipmi_drop": _percent, "redfish_error_rate": _percent,
            "redfish_error_status": _status, "stuck_power": _flag, "unreachable": _unreachable,
            "seed": _seed}
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return "nothing (null)" if value is None else repr(value)
 
 
 # -- a node's faults at run time --------------------------------------------------------------

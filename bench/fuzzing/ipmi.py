@@ -21,6 +21,7 @@ import struct
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from backends.memory import MemoryBackend
 from bench.fuzzing import BytesSource, ErrorLog, FuzzFailure, Source, restore_users
@@ -31,6 +32,8 @@ from ipmi import wire
 from ipmi.crypto import SUITE_3, SUITE_17, CipherSuite, SessionKeys, hmac_digest, md5_authcode
 from ipmi.endpoint import BmcEndpoint
 from ipmi.sol import SolPacket
+
+LoggedIn = TypeVar("LoggedIn")  # a V20Client or a V15Client
 
 CAPTURE = Path(__file__).resolve().parents[2] / "tests" / "unit" / "data" / \
     "rmcp_ipmitool_capture.json"
@@ -303,17 +306,20 @@ class IpmiTarget:
         if client is not None:
             self.retired = [*self.retired[-31:], client]
         self.v20.pop((suite.suite_id, user), None)
-        for attempt in range(2):
-            try:
-                client = self.login_v20(suite, user)
-                break
-            except LoginFailed as exc:
-                if attempt:
-                    raise FuzzFailure(f"our own login fails after a repair: {exc}") from exc
-                self.repair()
-        assert client is not None
+        client = self._login_repairing(lambda: self.login_v20(suite, user))
         self.v20[(suite.suite_id, user)] = client
         return client
+
+    def _login_repairing(self, login: Callable[[], LoggedIn]) -> LoggedIn:
+        """`login()`; if fuzzed commands locked us out, repair the node and try once more."""
+        try:
+            return login()
+        except LoginFailed:
+            self.repair()
+        try:
+            return login()
+        except LoginFailed as exc:
+            raise FuzzFailure(f"our own login fails after a repair: {exc}") from exc
 
     def login_v20(self, suite: CipherSuite, user: str) -> V20Client:
         """The RAKP handshake (IPMI 2.0 section 13.20), then Set Session Privilege."""
@@ -377,15 +383,7 @@ class IpmiTarget:
         if client is not None and self._alive(client.bmc_id):
             return client
         self.v15.pop(authtype, None)
-        for attempt in range(2):
-            try:
-                client = self.login_v15(authtype)
-                break
-            except LoginFailed as exc:
-                if attempt:
-                    raise FuzzFailure(f"our own login fails after a repair: {exc}") from exc
-                self.repair()
-        assert client is not None
+        client = self._login_repairing(lambda: self.login_v15(authtype))
         self.v15[authtype] = client
         return client
 
