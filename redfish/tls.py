@@ -16,7 +16,9 @@ Keys are EC P-256: making one costs well under a millisecond (an RSA key costs ~
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import hashlib
 import ipaddress
 import logging
@@ -24,6 +26,7 @@ import os
 import socket
 import ssl
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,14 +115,22 @@ class CertificateAuthority:
     def _load_or_make(self) -> tuple[object, object]:
         if self._ca is not None:
             return self._ca
-        from cryptography import x509
-        from cryptography.hazmat.primitives import serialization
 
-        cert_path, key_path = self.directory / CA_CERT, self.directory / CA_KEY
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise TlsError(f"TLS directory {self.directory}: {exc.strerror or exc}") from exc
+        # several emulators may share the directory (shards of one fleet on one host): one
+        # makes the CA, the others read it, never a key of one with a certificate of another
+        with _directory_lock(self.directory):
+            self._ca = self._read_or_make()
+        return self._ca
+
+    def _read_or_make(self) -> tuple[object, object]:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
+        cert_path, key_path = self.directory / CA_CERT, self.directory / CA_KEY
         if cert_path.exists() or key_path.exists():
             try:
                 cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
@@ -127,29 +138,28 @@ class CertificateAuthority:
             except (OSError, ValueError, TypeError) as exc:
                 raise TlsError(f"TLS CA {cert_path} / {key_path}: cannot read: {exc} (remove "
                                "both to make a new CA)") from exc
-            self._ca = (cert, key)
-            return self._ca
+            return cert, key
         key = _new_key()
         cert = _ca_cert(key)
         self._write(key_path, _key_pem(key), private=True)
         self._write(cert_path, cert.public_bytes(serialization.Encoding.PEM), private=False)
         log.info("Redfish TLS: made a lab CA: trust %s to verify every BMC here", cert_path)
-        self._ca = (cert, key)
-        return self._ca
+        return cert, key
 
     def _server_key(self, path: Path) -> object:
         if self._leaf_key is not None:
             return self._leaf_key
         from cryptography.hazmat.primitives import serialization
 
-        if path.exists():
-            try:
-                self._leaf_key = serialization.load_pem_private_key(path.read_bytes(), None)
-            except (OSError, ValueError, TypeError) as exc:
-                raise TlsError(f"TLS key {path}: cannot read: {exc}") from exc
-        else:
-            self._leaf_key = _new_key()
-            self._write(path, _key_pem(self._leaf_key), private=True)
+        with _directory_lock(self.directory):  # one key, whoever makes it first
+            if path.exists():
+                try:
+                    self._leaf_key = serialization.load_pem_private_key(path.read_bytes(), None)
+                except (OSError, ValueError, TypeError) as exc:
+                    raise TlsError(f"TLS key {path}: cannot read: {exc}") from exc
+            else:
+                self._leaf_key = _new_key()
+                self._write(path, _key_pem(self._leaf_key), private=True)
         return self._leaf_key
 
     @staticmethod
@@ -167,7 +177,7 @@ class CertificateAuthority:
     @staticmethod
     def _write(path: Path, data: bytes, private: bool) -> None:
         """Write atomically (a crash leaves the old file or the new one, never half)."""
-        temp = path.with_name(path.name + ".tmp")
+        temp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
                          0o600 if private else 0o644)
@@ -178,6 +188,20 @@ class CertificateAuthority:
             os.replace(temp, path)
         except OSError as exc:
             raise TlsError(f"TLS file {path}: cannot write: {exc.strerror or exc}") from exc
+
+
+@contextlib.contextmanager
+def _directory_lock(directory: Path) -> Iterator[None]:
+    """An exclusive lock (flock) on `directory/.lock`, across processes."""
+    try:
+        fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise TlsError(f"TLS directory {directory}: {exc.strerror or exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _new_key() -> object:

@@ -302,3 +302,25 @@ def test_a_node_added_while_serving_can_speak_https(served: tuple, tmp_path: Pat
     assert answer.json()["Members"] == [{"@odata.id": "/redfish/v1/Systems/late"}]
     assert server.remove(late)
     assert late not in server.tls
+
+
+def test_emulators_sharing_a_directory_agree_on_one_ca(tmp_path: Path) -> None:
+    """Shards of one fleet on one host may share a state directory: started at once, they
+    make one CA (and one server key) between them, never a key of one with another's CA."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from redfish.tls import CertificateAuthority;"
+            "a = CertificateAuthority(Path(sys.argv[1]));"
+            "cert, key = a.server_certificate(['127.0.0.1']);"
+            "print(a.ca_path.read_text().strip().splitlines()[1], key.read_text()[40:80])")
+    processes = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "tls")],
+                                  stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
+                 for _ in range(6)]
+    outputs = {p.communicate(timeout=60)[0] for p in processes}
+    assert all(p.returncode == 0 for p in processes)
+    assert len(outputs) == 1  # the same CA and key seen by all six
+    ca = x509.load_pem_x509_certificate((tmp_path / "tls" / "ca.pem").read_bytes())
+    cert_path = next(p for p in (tmp_path / "tls").glob("server-*.pem")
+                     if p.name != "server-key.pem")
+    x509.load_pem_x509_certificate(cert_path.read_bytes()).verify_directly_issued_by(ca)
