@@ -15,6 +15,7 @@ import argparse
 import http.client
 import os
 import socket
+import ssl
 import sys
 
 # RMCP, IPMI 1.5 session without auth, Get Channel Authentication Capabilities (App 0x38) for
@@ -48,16 +49,26 @@ def ipmi_problem(host: str, port: int, timeout: float) -> str | None:
     return problem
 
 
-def redfish_problem(host: str, port: int, timeout: float) -> str | None:
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+def redfish_problem(host: str, port: int, timeout: float, tls_ca: str | None = None
+                    ) -> str | None:
+    """GET /redfish/v1; over HTTPS verified with the lab CA when `tls_ca` is given."""
+    if tls_ca is None:
+        conn: http.client.HTTPConnection = http.client.HTTPConnection(host, port,
+                                                                       timeout=timeout)
+    else:
+        context = ssl.create_default_context(cafile=tls_ca) if os.path.exists(tls_ca) else None
+        if context is None:  # the emulator makes it as it starts: not up yet
+            return f"Redfish: no CA at {tls_ca} yet"
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+    url = f"{'https' if tls_ca else 'http'}://{host}:{port}/redfish/v1"
     try:
         conn.request("GET", "/redfish/v1")
         status = conn.getresponse().status
     except (OSError, http.client.HTTPException) as exc:
-        return f"Redfish http://{host}:{port}/redfish/v1: {exc}"
+        return f"Redfish {url}: {exc}"
     finally:
         conn.close()
-    return None if status == 200 else f"Redfish http://{host}:{port}/redfish/v1: HTTP {status}"
+    return None if status == 200 else f"Redfish {url}: HTTP {status}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redfish-port-base", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds for each protocol")
+    parser.add_argument("--tls-ca", metavar="FILE",
+                        help="Redfish speaks HTTPS: verify it with this CA (the emulator's)")
     args = parser.parse_args(argv)
     try:
         index = shard_index(os.environ.get("BMC_EMULATOR_SHARD", "0/1"))
@@ -74,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     problems = [p for p in (
         ipmi_problem(args.host, args.ipmi_port_base + index, args.timeout),
-        redfish_problem(args.host, args.redfish_port_base + index, args.timeout)) if p]
+        redfish_problem(args.host, args.redfish_port_base + index, args.timeout,
+                        args.tls_ca)) if p]
     for problem in problems:
         print(f"probe: {problem}", file=sys.stderr)
     return 1 if problems else 0
