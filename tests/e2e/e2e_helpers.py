@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
+import requests
 from conftest import Emulator, EmulatorNode
 
 #: whole-command limit: one ipmitool run is ~0.1 s, but a loaded 2-core CI machine can stall
@@ -46,6 +49,33 @@ def ipmitool(bmc: Emulator, *command: str | int | EmulatorNode, node: int | Emul
     result = run([*args, *extra, *map(str, command)], env=env)
     assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
     return result.stdout
+
+
+def ipmi_timed(bmc: Emulator, *command: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """ipmitool `command` on node 0, whatever its exit status, and the seconds it took."""
+    began = time.monotonic()
+    done = subprocess.run(bmc.ipmitool(bmc.nodes[0], *command), capture_output=True,
+                          text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL)
+    return done, time.monotonic() - began
+
+
+def wait_power(bmc: Emulator, state: str, timeout: float = 15) -> None:
+    """Until node 0's `ipmitool power status` says `state` ("on", "off")."""
+    deadline = time.monotonic() + timeout
+    while f"Chassis Power is {state}" not in (done := ipmi_timed(bmc, "power", "status")[0]
+                                              ).stdout:
+        assert time.monotonic() < deadline, done.stdout + done.stderr
+        time.sleep(0.2)
+
+
+def system_request(bmc: Emulator, path: str = "", **body: Any) -> requests.Response:
+    """GET node 0's Redfish System (+ `path`), or POST `body` there, as the default user."""
+    node = bmc.nodes[0]
+    url = f"{node.redfish_url}/redfish/v1/Systems/{node.name}{path}"
+    auth = (bmc.username, bmc.password)
+    if body:
+        return requests.post(url, json=body, auth=auth, timeout=TIMEOUT)
+    return requests.get(url, auth=auth, timeout=TIMEOUT)
 
 
 def ipmitool_as(node: EmulatorNode, user: str, password: str, *command: str,

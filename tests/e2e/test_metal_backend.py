@@ -13,8 +13,8 @@ from typing import Any
 
 import pexpect
 import pytest
-import requests
-from conftest import Emulator, EmulatorNode, Launcher
+from conftest import Launcher
+from e2e_helpers import ipmi_timed, system_request, wait_power
 
 from tests.metal_api_server import MetalApiServer
 from tests.sshd_env import Sshd, skip_unless_root
@@ -54,20 +54,6 @@ def node(metal: dict[str, Any], **settings: Any) -> dict[str, Any]:
         "poll_interval": 1.0, "transition_poll": 0.2, "state_cache": 0.1, **settings}}
 
 
-def ipmi(bmc: Emulator, *command: str) -> tuple[subprocess.CompletedProcess[str], float]:
-    began = time.monotonic()
-    done = subprocess.run(bmc.ipmitool(bmc.nodes[0], *command), capture_output=True,
-                          text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL)
-    return done, time.monotonic() - began
-
-
-def wait_power(bmc: Emulator, state: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while f"Chassis Power is {state}" not in (done := ipmi(bmc, "power", "status")[0]).stdout:
-        assert time.monotonic() < deadline, done.stdout + done.stderr
-        time.sleep(0.2)
-
-
 def wait_device(api: MetalApiServer, device: str, state: str, timeout: float = 10) -> None:
     """Until the API says `state` (the BMC reports a transition's end state at once)."""
     deadline = time.monotonic() + timeout
@@ -76,23 +62,14 @@ def wait_device(api: MetalApiServer, device: str, state: str, timeout: float = 1
         time.sleep(0.05)
 
 
-def redfish(bmc: Emulator, path: str = "", **body: Any) -> requests.Response:
-    node: EmulatorNode = bmc.nodes[0]
-    url = f"{node.redfish_url}/redfish/v1/Systems/{node.name}{path}"
-    auth = (bmc.username, bmc.password)
-    if body:
-        return requests.post(url, json=body, auth=auth, timeout=TIMEOUT)
-    return requests.get(url, auth=auth, timeout=TIMEOUT)
-
-
 def test_power_bootdev_and_sol_through_metal(metal: dict[str, Any],
                                              emulator_factory: Launcher) -> None:
     api: MetalApiServer = metal["api"]
     device: str = metal["device"]
     bmc = emulator_factory(nodes=[node(metal)])
-    done, _ = ipmi(bmc, "power", "status")
+    done, _ = ipmi_timed(bmc, "power", "status")
     assert done.stdout.strip() == "Chassis Power is off", done.stderr
-    done, _ = ipmi(bmc, "chassis", "bootdev", "pxe")
+    done, _ = ipmi_timed(bmc, "chassis", "bootdev", "pxe")
     assert done.returncode == 0, done.stderr
 
     sol = pexpect.spawn("ipmitool", bmc.ipmitool(bmc.nodes[0], "sol", "activate")[1:],
@@ -100,7 +77,7 @@ def test_power_bootdev_and_sol_through_metal(metal: dict[str, Any],
     try:
         sol.expect(b"SOL Session operational")
         sol.expect(b"SOS console of metal-box")  # the device's serial console, over SOS
-        done, took = ipmi(bmc, "power", "on")
+        done, took = ipmi_timed(bmc, "power", "on")
         assert done.returncode == 0 and took < QUICK, done.stderr
         # the server boots from the network: its serial output comes through SOS and SOL
         sol.expect(b"metal-box: iPXE: booting from the network: chain "
@@ -117,11 +94,11 @@ def test_power_bootdev_and_sol_through_metal(metal: dict[str, Any],
     assert api.device(device).boots == ["pxe http://boot.example/deploy.ipxe"]
 
     # the one-time override is used up: the next boot (a Redfish restart) is from the disk
-    system = redfish(bmc).json()
+    system = system_request(bmc).json()
     assert system["PowerState"] == "On" and system["Status"]["Health"] == "OK"
     assert set(system["Boot"]["BootSourceOverrideTarget@Redfish.AllowableValues"]) == {
         "None", "Pxe", "Hdd"}
-    reset = redfish(bmc, "/Actions/ComputerSystem.Reset", ResetType="ForceRestart")
+    reset = system_request(bmc, "/Actions/ComputerSystem.Reset", ResetType="ForceRestart")
     assert reset.status_code in (202, 204), reset.text
     deadline = time.monotonic() + 15
     while len(api.device(device).boots) < 2:
@@ -130,14 +107,14 @@ def test_power_bootdev_and_sol_through_metal(metal: dict[str, Any],
     assert api.device(device).boots[-1] == "disk"
     assert api.device(device).always_pxe is False
 
-    done, took = ipmi(bmc, "power", "off")
+    done, took = ipmi_timed(bmc, "power", "off")
     assert done.returncode == 0 and took < QUICK
     wait_power(bmc, "off")
     wait_device(api, device, "inactive")
     assert api.device(device).actions == ["power_on", "reboot", "power_off"]
     # the token was in the emulator's environment, and nowhere else
     assert TOKEN not in bmc.stderr and TOKEN not in bmc.stdout
-    assert TOKEN not in redfish(bmc).text
+    assert TOKEN not in system_request(bmc).text
 
 
 def test_power_changes_from_outside_are_seen(metal: dict[str, Any],
@@ -157,23 +134,23 @@ def test_a_device_being_provisioned_is_reported_by_name(metal: dict[str, Any],
     api: MetalApiServer = metal["api"]
     api.set_state(metal["device"], "provisioning")
     bmc = emulator_factory(nodes=[node(metal)])
-    system = redfish(bmc).json()
+    system = system_request(bmc).json()
     assert system["Status"]["Health"] == "Critical"
     began = time.monotonic()
-    reset = redfish(bmc, "/Actions/ComputerSystem.Reset", ResetType="On")
+    reset = system_request(bmc, "/Actions/ComputerSystem.Reset", ResetType="On")
     assert time.monotonic() - began < QUICK
     assert reset.status_code == 503, reset.text
     assert "'provisioning'" in reset.text and reset.headers["Retry-After"]
-    done, took = ipmi(bmc, "power", "on")
+    done, took = ipmi_timed(bmc, "power", "on")
     assert done.returncode != 0 and took < QUICK
     assert "not supported in present state" in done.stderr.lower(), done.stderr  # 0xD5
     # provisioning ends: the node recovers by itself and takes actions again
     api.set_state(metal["device"], "inactive")
     deadline = time.monotonic() + 10
-    while redfish(bmc).json()["Status"]["Health"] != "OK":
+    while system_request(bmc).json()["Status"]["Health"] != "OK":
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    done, _ = ipmi(bmc, "power", "on")
+    done, _ = ipmi_timed(bmc, "power", "on")
     assert done.returncode == 0, done.stderr
     wait_power(bmc, "on")
 
@@ -185,24 +162,24 @@ def test_a_failing_api_is_a_quick_clear_error_and_recovers(metal: dict[str, Any]
     wait_power(bmc, "off")
     api.fail(503, count=10**6)  # the API is down for a while
     deadline = time.monotonic() + 10  # the next poll finds out (poll_interval 1 s + 2 s)
-    while redfish(bmc).json()["Status"]["Health"] != "Critical":
+    while system_request(bmc).json()["Status"]["Health"] != "Critical":
         assert time.monotonic() < deadline
         time.sleep(0.2)
     began = time.monotonic()
-    reset = redfish(bmc, "/Actions/ComputerSystem.Reset", ResetType="On")
+    reset = system_request(bmc, "/Actions/ComputerSystem.Reset", ResetType="On")
     assert reset.status_code == 503 and time.monotonic() - began < QUICK
     message = reset.json()["error"]["message"]
     assert "503 Service Unavailable" in message and "gave up after" in message, message
-    done, took = ipmi(bmc, "power", "on")
+    done, took = ipmi_timed(bmc, "power", "on")
     assert done.returncode != 0 and took < QUICK, done.stdout
-    done, took = ipmi(bmc, "power", "status")  # reads answer at once, from the last state
+    done, took = ipmi_timed(bmc, "power", "status")  # reads answer at once, from the last state
     assert done.returncode == 0 and took < QUICK
     api.clear_faults()
     deadline = time.monotonic() + 10
-    while redfish(bmc).json()["Status"]["Health"] != "OK":
+    while system_request(bmc).json()["Status"]["Health"] != "OK":
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    done, _ = ipmi(bmc, "power", "on")
+    done, _ = ipmi_timed(bmc, "power", "on")
     assert done.returncode == 0
     wait_power(bmc, "on")
 
@@ -212,7 +189,7 @@ def test_a_wrong_token_is_reported_without_showing_it(metal: dict[str, Any],
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV, "wrong-token-0000")
     bmc = emulator_factory(nodes=[node(metal)])
-    reset = redfish(bmc, "/Actions/ComputerSystem.Reset", ResetType="On")
+    reset = system_request(bmc, "/Actions/ComputerSystem.Reset", ResetType="On")
     assert reset.status_code == 503
     assert "401" in reset.text and f"${ENV}" in reset.text
     assert "wrong-token-0000" not in reset.text + bmc.stderr + bmc.stdout

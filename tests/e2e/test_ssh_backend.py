@@ -5,7 +5,6 @@ ipmitool power, bootdev and sol activate, Redfish Reset and its errors."""
 from __future__ import annotations
 
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -14,8 +13,8 @@ from typing import Any
 
 import pexpect
 import pytest
-import requests
-from conftest import Emulator, Launcher
+from conftest import Launcher
+from e2e_helpers import ipmi_timed, system_request, wait_power
 
 from tests.sshd_env import Sshd, skip_unless_root
 
@@ -55,42 +54,19 @@ def where(request: pytest.FixtureRequest, sshd: Sshd) -> dict[str, Any]:
             "key": str(sshd.client_key), "known_hosts": str(sshd.known_hosts)}
 
 
-def ipmi(bmc: Emulator, *command: str) -> tuple[subprocess.CompletedProcess[str], float]:
-    began = time.monotonic()
-    done = subprocess.run(bmc.ipmitool(bmc.nodes[0], *command), capture_output=True,
-                          text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL)
-    return done, time.monotonic() - began
-
-
-def wait_power(bmc: Emulator, state: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while f"Chassis Power is {state}" not in (done := ipmi(bmc, "power", "status")[0]).stdout:
-        assert time.monotonic() < deadline, done.stdout + done.stderr
-        time.sleep(0.2)
-
-
-def redfish(bmc: Emulator, path: str = "", **body: Any) -> requests.Response:
-    node = bmc.nodes[0]
-    url = f"{node.redfish_url}/redfish/v1/Systems/{node.name}{path}"
-    auth = (bmc.username, bmc.password)
-    if body:
-        return requests.post(url, json=body, auth=auth, timeout=TIMEOUT)
-    return requests.get(url, auth=auth, timeout=TIMEOUT)
-
-
 def test_power_bootdev_and_sol(where: dict[str, Any], tmp_path: Path,
                                emulator_factory: Launcher) -> None:
     bmc = emulator_factory(nodes=[ssh_node(where, tmp_path)])
-    done, _ = ipmi(bmc, "power", "status")
+    done, _ = ipmi_timed(bmc, "power", "status")
     assert done.stdout.strip() == "Chassis Power is off", done.stderr
-    done, _ = ipmi(bmc, "chassis", "bootdev", "pxe")
+    done, _ = ipmi_timed(bmc, "chassis", "bootdev", "pxe")
     assert done.returncode == 0, done.stderr
     sol = pexpect.spawn("ipmitool", bmc.ipmitool(bmc.nodes[0], "sol", "activate")[1:],
                         timeout=TIMEOUT)
     try:
         sol.expect(b"SOL Session operational")
         sol.expect(b"serial console of ssh-0")
-        done, took = ipmi(bmc, "power", "on")
+        done, took = ipmi_timed(bmc, "power", "on")
         assert done.returncode == 0 and took < QUICK, done.stderr
         sol.expect(b"fake-server: booting from Pxe \\(legacy\\)")
         sol.send(b"over sol\r")
@@ -101,16 +77,16 @@ def test_power_bootdev_and_sol(where: dict[str, Any], tmp_path: Path,
         sol.close(force=True)
     wait_power(bmc, "on")
     assert (tmp_path / "power").read_text() == "on"
-    done, _ = ipmi(bmc, "power", "soft")
+    done, _ = ipmi_timed(bmc, "power", "soft")
     assert done.returncode == 0, done.stderr
     wait_power(bmc, "off")
     # the one-time PXE override was used: the next boot passes None
-    reply = redfish(bmc, "/Actions/ComputerSystem.Reset", ResetType="On")
+    reply = system_request(bmc, "/Actions/ComputerSystem.Reset", ResetType="On")
     assert reply.status_code in (202, 204), reply.text
     wait_power(bmc, "on")
     assert (tmp_path / "actions").read_text().count("boot ") == 2
     assert (tmp_path / "boot").read_text() == "None legacy"
-    done, _ = ipmi(bmc, "power", "off")
+    done, _ = ipmi_timed(bmc, "power", "off")
     assert done.returncode == 0
     wait_power(bmc, "off")
 
@@ -129,7 +105,7 @@ def test_a_failing_command_is_a_clear_quick_error(where: dict[str, Any], tmp_pat
     wait_power(bmc, "off")
     (tmp_path / "fail-on").write_text("exit")
     began = time.monotonic()
-    reply = redfish(bmc, "/Actions/ComputerSystem.Reset", ResetType="On")
+    reply = system_request(bmc, "/Actions/ComputerSystem.Reset", ResetType="On")
     assert time.monotonic() - began < QUICK
     assert reply.status_code == 503, reply.text
     message = reply.json()["error"]["message"]
@@ -138,17 +114,17 @@ def test_a_failing_command_is_a_clear_quick_error(where: dict[str, Any], tmp_pat
     (tmp_path / "fail-on").unlink()
     (tmp_path / "fail-status").write_text("hang")
     deadline = time.monotonic() + 10
-    while redfish(bmc).json()["Status"]["Health"] != "Critical" or \
-            "did not finish" not in redfish(bmc, "/Actions/ComputerSystem.Reset",
+    while system_request(bmc).json()["Status"]["Health"] != "Critical" or \
+            "did not finish" not in system_request(bmc, "/Actions/ComputerSystem.Reset",
                                             ResetType="On").text:
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    done, took = ipmi(bmc, "power", "on")
+    done, took = ipmi_timed(bmc, "power", "on")
     assert done.returncode != 0 and took < QUICK
     assert "not supported in present state" in done.stderr.lower(), done.stderr
     (tmp_path / "fail-status").unlink()
     deadline = time.monotonic() + 10
-    while redfish(bmc).json()["Status"]["Health"] != "OK":
+    while system_request(bmc).json()["Status"]["Health"] != "OK":
         assert time.monotonic() < deadline
         time.sleep(0.2)
 
@@ -158,6 +134,6 @@ def test_an_unreachable_host_is_a_quick_error(tmp_path: Path, emulator_factory: 
     port = emulator_factory.free_port("tcp")  # nobody listens there
     bmc = emulator_factory(nodes=[ssh_node({"host": "127.0.0.1", "port": port}, tmp_path)])
     began = time.monotonic()
-    reply = redfish(bmc, "/Actions/ComputerSystem.Reset", ResetType="On")
+    reply = system_request(bmc, "/Actions/ComputerSystem.Reset", ResetType="On")
     assert time.monotonic() - began < QUICK
     assert reply.status_code == 503 and "cannot connect" in reply.text
