@@ -24,6 +24,7 @@ import yaml
 from backends import BackendError, backend_class, create_backend, docker_events
 from backends.base import BootDevice, PowerOp, PowerState
 from backends.docker import DockerBackend
+from tests.console_output import ConsoleOutput
 from tests.docker_env import (
     docker_client,
     dockerd_or_skip,
@@ -88,25 +89,6 @@ def backends() -> Iterator[Callable[..., DockerBackend]]:
     yield new
     for backend in made:
         backend.close()
-
-
-class Console:
-    """Collects what a backend prints; waits for text."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-        self.changed = threading.Condition()
-
-    def __call__(self, data: bytes) -> None:
-        with self.changed:
-            self.data += data
-            self.changed.notify_all()
-
-    def wait_for(self, text: bytes, start: int = 0) -> int:
-        with self.changed:
-            ok = self.changed.wait_for(lambda: self.data.find(text, start) >= 0, TIMEOUT)
-            assert ok, f"{text!r} not seen; console:\n{bytes(self.data[-2000:])!r}"
-            return self.data.find(text, start) + len(text)
 
 
 def wait_until(condition: Callable[[], bool], what: str = "condition") -> None:
@@ -412,7 +394,7 @@ def test_console_follows_every_start(client: Any, image: str, names: Callable[[]
                                      backends: Callable[..., DockerBackend]) -> None:
     name = names()
     backend = backends(container=name, image=image, command=SHELL)
-    console = Console()
+    console = ConsoleOutput(TIMEOUT)
     assert backend.attach_console(console)
     backend.power_on(BootDevice.NONE)
     backend.write_console(b"echo one-$((6*7))\r")
@@ -437,7 +419,7 @@ def test_console_of_a_container_without_tty(client: Any, image: str, names: Call
     client.api.create_container(image, ["/bin/sh", "-c", "echo hello-out; echo hello-err >&2;"
                                         " exec cat"], name=name, stdin_open=True, tty=False)
     backend = backends(container=name)
-    console = Console()
+    console = ConsoleOutput(TIMEOUT)
     backend.attach_console(console)
     backend.power_on(BootDevice.NONE)
     console.wait_for(b"hello-out")
@@ -465,7 +447,7 @@ def test_a_running_container_is_attached_when_the_backend_starts(
     client.api.create_container(image, SHELL, name=name, tty=True, stdin_open=True)
     client.api.start(name)
     backend = backends(container=name)
-    console = Console()
+    console = ConsoleOutput(TIMEOUT)
     backend.attach_console(console)
     assert backend.power_state() is PowerState.ON  # the stream's first look attaches
     deadline = time.monotonic() + TIMEOUT
@@ -595,7 +577,7 @@ def test_a_daemon_down_at_start_is_picked_up_when_it_comes(
     client.api.create_container(image, SHELL, name=name, tty=True, stdin_open=True)
     client.api.start(name)
     backend = backends(container=name, socket=relay.url, timeout=2)
-    console = Console()
+    console = ConsoleOutput(TIMEOUT)
     backend.attach_console(console)
     with pytest.raises(BackendError, match="not reachable"):
         backend.power_state()

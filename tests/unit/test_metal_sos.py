@@ -3,7 +3,6 @@ login, its ForceCommand a serial console on a pty) and the local Metal API serve
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from backends.base import BootDevice
 from backends.metal import MetalBackend
+from tests.console_output import ConsoleOutput
 from tests.fake_server import __file__ as FAKE_SERVER
 from tests.metal_api_server import MetalApiServer
 from tests.sshd_env import Sshd, skip_unless_root
@@ -19,24 +19,6 @@ from tests.sshd_env import Sshd, skip_unless_root
 TOKEN = "sos-test-token"
 ENV = "BMC_TEST_METAL_TOKEN"
 PYTHON = __import__("sys").executable
-
-
-class Output:
-    """What the console sent, collected from the SSH loop thread."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-        self.lock = threading.Lock()
-
-    def __call__(self, chunk: bytes) -> None:
-        with self.lock:
-            self.data += chunk
-
-    def wait_for(self, text: bytes, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in bytes(self.data):
-            assert time.monotonic() < deadline, f"{text!r} not in {bytes(self.data)!r}"
-            time.sleep(0.02)
 
 
 @pytest.fixture
@@ -64,14 +46,12 @@ def make(api: MetalApiServer, device: str, sshd: Sshd, **settings: object) -> Me
                         **options)  # type: ignore[arg-type]
 
 
-
-
 def test_the_sos_console_is_the_servers_serial_port(env: tuple[MetalApiServer, str, Sshd]
                                                      ) -> None:
     api, device, sshd = env
     metal = make(api, device, sshd)
     try:
-        out = Output()
+        out = ConsoleOutput(10)
         assert metal.attach_console(out) is True
         out.wait_for(b"SOS console of sos-box")
         metal.power_on(BootDevice.PXE)  # what the server prints while it boots arrives
@@ -87,7 +67,7 @@ def test_sos_host_auto_comes_from_the_api(env: tuple[MetalApiServer, str, Sshd])
     api, device, sshd = env
     metal = make(api, device, sshd, sos_host="auto")
     try:
-        out = Output()
+        out = ConsoleOutput(10)
         metal.attach_console(out)
         out.wait_for(b"SOS console of sos-box")
     finally:
@@ -100,7 +80,7 @@ def test_a_dropped_sos_session_is_opened_again(env: tuple[MetalApiServer, str, S
     monkeypatch.setattr("backends.sshconsole.RETRY_MIN", 0.2)
     metal = make(api, device, sshd)
     try:
-        out = Output()
+        out = ConsoleOutput(10)
         metal.attach_console(out)
         out.wait_for(b"SOS console of sos-box")
         assert sshd.kill_sessions() >= 1
@@ -124,7 +104,7 @@ def test_an_unknown_host_key_is_refused(env: tuple[MetalApiServer, str, Sshd],
                      "AAAAC3NzaC1lZDI1NTE5AAAAIHbzcnR1HM2LbJsL3Y1Ga4cV1rQ6D7dG9ZX5p3Tw4P8v\n")
     metal = make(api, device, sshd, sos_known_hosts=str(other))
     try:
-        out = Output()
+        out = ConsoleOutput(10)
         metal.attach_console(out)
         deadline = time.monotonic() + 10
         while "cannot open the SOS console" not in caplog.text:

@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -16,29 +15,10 @@ from backends import create_backend
 from backends.base import BootDevice, PowerState
 from backends.process import ProcessBackend
 from bmc.node import Node, NodeEvent, PowerAction
+from tests.console_output import ConsoleOutput
 
 FAST = {"BMC_SIM_SPEED": "0"}  # the simulated boot without its pauses
 TIMEOUT = 15.0
-
-
-class Console:
-    """Collects what a backend prints; waits for text."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-        self.changed = threading.Condition()
-
-    def __call__(self, data: bytes) -> None:
-        with self.changed:
-            self.data += data
-            self.changed.notify_all()
-
-    def wait_for(self, text: bytes, start: int = 0) -> int:
-        """The end offset of the first `text` after `start`."""
-        with self.changed:
-            ok = self.changed.wait_for(lambda: self.data.find(text, start) >= 0, TIMEOUT)
-            assert ok, f"{text!r} not seen; console:\n{self.data[-2000:].decode(errors='replace')}"
-            return self.data.find(text, start) + len(text)
 
 
 def wait_until(condition: Callable[[], bool]) -> None:
@@ -66,11 +46,12 @@ def backends() -> Iterator[list[ProcessBackend]]:
         backend.close()
 
 
-def make(backends: list[ProcessBackend], **settings: object) -> tuple[ProcessBackend, Console]:
+def make(backends: list[ProcessBackend], **settings: object
+         ) -> tuple[ProcessBackend, ConsoleOutput]:
     backend = create_backend("process", {"env": FAST, **settings}, "node-7")
     assert isinstance(backend, ProcessBackend)
     backends.append(backend)
-    console = Console()
+    console = ConsoleOutput(TIMEOUT)
     assert backend.attach_console(console)
     return backend, console
 
@@ -178,7 +159,7 @@ def test_power_on_at_start_keeps_the_early_output(backends: list[ProcessBackend]
     backend = ProcessBackend(env=FAST, power_on=True, node_name="early")
     backends.append(backend)
     wait_until(lambda: b"early login: " in backend._early)
-    console = Console()
+    console = ConsoleOutput(TIMEOUT)
     backend.attach_console(console)
     console.wait_for(b"Memory Test")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,30 +13,11 @@ import pytest
 
 from backends.base import BootDevice
 from backends.ssh import SshBackend
+from tests.console_output import ConsoleOutput
 from tests.fake_server import __file__ as FAKE_SERVER
 from tests.sshd_env import Sshd, skip_unless_root
 
 FAKE = f"{shlex.quote(sys.executable)} {shlex.quote(FAKE_SERVER)}"
-
-
-class Output:
-    def __init__(self) -> None:
-        self.data = bytearray()
-        self.lock = threading.Lock()
-
-    def __call__(self, chunk: bytes) -> None:
-        with self.lock:
-            self.data += chunk
-
-    def count(self, text: bytes) -> int:
-        with self.lock:
-            return bytes(self.data).count(text)
-
-    def wait_for(self, text: bytes, times: int = 1, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while self.count(text) < times:
-            assert time.monotonic() < deadline, f"{text!r} x{times} not in {bytes(self.data)!r}"
-            time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +49,7 @@ def test_the_console_commands_pty_is_the_serial_console(where: dict[str, object]
     backend = make(where, tmp_path,
                    f"{FAKE} console {shlex.quote(str(serial))} 'serial of '{{node}}")
     assert backend.capabilities.serial_console
-    out = Output()
+    out = ConsoleOutput(10)
     try:
         assert backend.attach_console(out) is True
         out.wait_for(b"serial of s1")
@@ -87,7 +67,7 @@ def test_a_console_command_that_ends_is_started_again(where: dict[str, object],
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("backends.sshconsole.RETRY_MIN", 0.1)
     backend = make(where, tmp_path, "echo console-up; tty; sleep 0.2")
-    out = Output()
+    out = ConsoleOutput(10)
     try:
         backend.attach_console(out)
         out.wait_for(b"console-up", times=3)
@@ -99,7 +79,7 @@ def test_a_console_command_that_ends_is_started_again(where: dict[str, object],
 def test_close_ends_the_local_console_process(tmp_path: Path) -> None:
     marker = tmp_path / "pid"
     backend = make({"host": "local"}, tmp_path, f"echo $$ > {marker}; exec sleep 600")
-    out = Output()
+    out = ConsoleOutput(10)
     backend.attach_console(out)
     deadline = time.monotonic() + 10
     while not marker.exists() or not marker.read_text().strip():
@@ -115,4 +95,4 @@ def test_close_ends_the_local_console_process(tmp_path: Path) -> None:
 def test_no_console_command_no_console(tmp_path: Path) -> None:
     backend = SshBackend(host="local", power_on="true", power_off="true", power_status="echo on")
     assert not backend.capabilities.serial_console
-    assert backend.attach_console(Output()) is False
+    assert backend.attach_console(ConsoleOutput(10)) is False
