@@ -26,6 +26,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -182,6 +183,11 @@ class Sshd:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def backend_settings(self) -> dict[str, Any]:
+        """The `ssh` backend's connection settings that log in here as `user`."""
+        return {"host": HOST, "port": self.port, "user": self.user,
+                "key": str(self.client_key), "known_hosts": str(self.known_hosts)}
 
     def ssh_command(self, *command: str) -> list[str]:
         """An OpenSSH client command line that logs in here as `user`."""

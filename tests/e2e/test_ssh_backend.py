@@ -50,8 +50,7 @@ def ssh_node(where: dict[str, Any], state: Path, **settings: Any) -> dict[str, A
 def where(request: pytest.FixtureRequest, sshd: Sshd) -> dict[str, Any]:
     if request.param == "local":
         return {"host": "local"}
-    return {"host": "127.0.0.1", "port": sshd.port, "user": sshd.user,
-            "key": str(sshd.client_key), "known_hosts": str(sshd.known_hosts)}
+    return sshd.backend_settings()
 
 
 def test_power_bootdev_and_sol(where: dict[str, Any], tmp_path: Path,

@@ -32,8 +32,7 @@ def where(request: pytest.FixtureRequest, sshd: Sshd) -> dict[str, object]:
     """Connection settings: over SSH to the test sshd, or `host: local`."""
     if request.param == "local":
         return {"host": "local"}
-    return {"host": "127.0.0.1", "port": sshd.port, "user": sshd.user,
-            "key": str(sshd.client_key), "known_hosts": str(sshd.known_hosts)}
+    return sshd.backend_settings()
 
 
 def commands(state: Path) -> dict[str, str]:
@@ -194,8 +193,7 @@ def test_status_is_cached(where: dict[str, object], tmp_path: Path) -> None:
 
 # -- SSH only ---------------------------------------------------------------------------------
 def test_one_connection_per_host(sshd: Sshd, tmp_path: Path) -> None:
-    settings = {"host": "127.0.0.1", "port": sshd.port, "user": sshd.user,
-                "key": str(sshd.client_key), "known_hosts": str(sshd.known_hosts)}
+    settings = sshd.backend_settings()
     before = sshd.log().count("Accepted publickey")
     first = make(settings, tmp_path / "a")
     second = make(settings, tmp_path / "b")
@@ -232,8 +230,7 @@ def test_an_unknown_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
 
 
 def test_a_dropped_connection_is_opened_again(sshd: Sshd, tmp_path: Path) -> None:
-    settings = {"host": "127.0.0.1", "port": sshd.port, "user": sshd.user,
-                "key": str(sshd.client_key), "known_hosts": str(sshd.known_hosts)}
+    settings = sshd.backend_settings()
     backend = make(settings, tmp_path)
     try:
         assert backend.power_state() is PowerState.OFF

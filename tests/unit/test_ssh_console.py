@@ -32,8 +32,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
 def where(request: pytest.FixtureRequest, sshd: Sshd) -> dict[str, object]:
     if request.param == "local":
         return {"host": "local"}
-    return {"host": "127.0.0.1", "port": sshd.port, "user": sshd.user,
-            "key": str(sshd.client_key), "known_hosts": str(sshd.known_hosts)}
+    return sshd.backend_settings()
 
 
 def make(where: dict[str, object], state: Path, console: str) -> SshBackend:
