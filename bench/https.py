@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import httpload, install, peers
+from bench.measure import system_path
 from bench.probes import PASSWORD, USERNAME, http_status
 from bench.targets import compile_checkout, our_env
 from bench.util import HOST, REPO, Proc, free_ports, pinned, poll_until, rss_mib, start, two_cpus
@@ -132,26 +133,11 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Figures], dict[st
            "-p", str(port), "--fake", "--ssl-certificate", str(cert), "--ssl-key", str(key)]
     # sushy-emulator's one port speaks HTTPS only: its plain-HTTP figure is not measured
     with _serving(cmd, workdir / "sushy.log", port, client) as proc:
-        path = _first_system(HOST, port, client) or "/redfish/v1/Systems"
+        path = system_path(HOST, port, None, client) or "/redfish/v1/Systems"
         figures += _measure("sushy-emulator", proc, {"https": f"https://{HOST}:{port}{path}"},
                             None, client, args)
         rss["sushy-emulator"] = rss_mib(proc.pid)
     return figures, rss
-
-
-def _first_system(host: str, port: int, client: ssl.SSLContext) -> str | None:
-    import http.client
-    import json
-
-    conn = http.client.HTTPSConnection(host, port, timeout=5, context=client)
-    try:
-        conn.request("GET", "/redfish/v1/Systems")
-        members = json.loads(conn.getresponse().read()).get("Members", [])
-        return members[0]["@odata.id"] if members else None
-    except (OSError, ValueError, KeyError):
-        return None
-    finally:
-        conn.close()
 
 
 def report(figures: list[Figures], rss: dict[str, float | None]) -> None:

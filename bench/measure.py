@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import ssl
 import subprocess
 import threading
 import time
@@ -205,15 +206,16 @@ def _redfish_figures(running: Running, settings: Settings, samples: Samples) -> 
     samples.add("rf_get_p99_ms", result.p99_ms)
 
 
-def system_path(host: str, port: int, auth: tuple[str, str] | None) -> str | None:
-    """The @odata.id of the first ComputerSystem, answering 200."""
+def system_path(host: str, port: int, auth: tuple[str, str] | None,
+                tls: ssl.SSLContext | None = None) -> str | None:
+    """The @odata.id of the first ComputerSystem, answering 200 (over HTTPS with `tls`)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        collection = http_json(host, port, "/redfish/v1/Systems", auth)
+        collection = http_json(host, port, "/redfish/v1/Systems", auth, tls=tls)
         members = (collection or {}).get("Members") or []
         if members:
             path = members[0].get("@odata.id")
-            if path and http_status(host, port, path, auth) == 200:
+            if path and http_status(host, port, path, auth, tls=tls) == 200:
                 return str(path)
         time.sleep(0.1)
     return None

@@ -54,9 +54,10 @@ def http_status(host: str, port: int, path: str, auth: tuple[str, str] | None = 
 
 
 def http_json(host: str, port: int, path: str, auth: tuple[str, str] | None = None,
-              timeout: float = 5.0) -> dict | None:
-    """GET path as JSON (following one redirect), or None."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+              timeout: float = 5.0, tls: ssl.SSLContext | None = None) -> dict | None:
+    """GET path as JSON (following one redirect; over HTTPS with `tls`), or None."""
+    conn = (http.client.HTTPConnection(host, port, timeout=timeout) if tls is None
+            else http.client.HTTPSConnection(host, port, timeout=timeout, context=tls))
     try:
         conn.request("GET", path, headers=basic_auth(auth))
         response = conn.getresponse()
@@ -64,7 +65,7 @@ def http_json(host: str, port: int, path: str, auth: tuple[str, str] | None = No
         location = response.getheader("Location")
         if response.status in (301, 302, 307, 308) and location:
             conn.close()
-            return http_json(host, port, location.split(f":{port}", 1)[-1], auth, timeout)
+            return http_json(host, port, location.split(f":{port}", 1)[-1], auth, timeout, tls)
         return json.loads(body) if response.status == 200 else None
     except (OSError, http.client.HTTPException, ValueError):
         return None
