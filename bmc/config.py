@@ -12,12 +12,15 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backends import DEFAULT_KIND, known_kinds
 from bmc.faults import Faults
 from bmc.faults import build as build_faults
 from bmc.users import MAX_PASSWORD_BYTES, MAX_USERS, Privilege
+
+if TYPE_CHECKING:
+    from bmc.state import Sync
 
 PORT_MIN, PORT_MAX = 1, 65535
 #: node names end up in URLs and log lines: keep them to a safe alphabet
@@ -159,7 +162,7 @@ class Defaults:
     state_dir: str | None = None
     #: how far each save goes before the client's answer: "normal" (the kernel: survives a
     #: killed emulator) or "full" (the disk: survives a host's power cut; an fsync each)
-    state_sync: str = "normal"
+    state_sync: Sync = "normal"
     #: HTTPS for the Redfish service of nodes that do not say (`defaults.redfish_tls`, --tls)
     redfish_tls: TlsConfig | None = None
     #: `defaults.faults`, checked (bmc.faults.parse): every node's, under its own `faults:`
@@ -188,7 +191,7 @@ class Overrides:
     address_base: str | None = None
     backend: str | None = None  # a backend type; its settings come from the file, if the same
     state_dir: str | None = None
-    state_sync: str | None = None
+    state_sync: Sync | None = None
     redfish_tls: TlsConfig | None = None  # --tls, --tls-cert/--tls-key
 
     def given(self) -> dict[str, Any]:

@@ -116,8 +116,7 @@ def open_state(config: Config) -> StateStore | None:
     from bmc.state import StateError, open_store
 
     try:
-        store = open_store(directory, "full" if config.defaults.state_sync == "full"
-                           else "normal")
+        store = open_store(directory, config.defaults.state_sync)
     except StateError as exc:
         raise StartupError(f"{exc} (not reset: move it away to start afresh)") from exc
     log.info("state kept in %s", store.path)
