@@ -51,7 +51,7 @@ class Fleet:
     def add(self, text: str) -> dict[str, Any]:
         """Add the node `text` describes (YAML or JSON, one node as in the config)."""
         from bmc.config_file import load_node
-        from bmc.serve import StartupError, build_node, tls_settings
+        from bmc.serve import StartupError, build_node, ipmi_options, tls_settings
 
         with self._lock:
             spec, problems = load_node(text, "<added node>", self.config.defaults or Defaults(),
@@ -72,11 +72,7 @@ class Fleet:
                 problems = getattr(exc, "problems", [exc])
                 raise NodeRefused([_without_file(str(p)) for p in problems]) from None
             try:
-                self.ipmi.add(spec.ipmi.address, spec.ipmi.port, node,
-                              {"session_limit": spec.ipmi_session_limit,
-                               "sol_port": spec.ipmi_sol_port,
-                               "password_auth": spec.ipmi_password_auth,
-                               "idle_timeout": spec.ipmi_idle_timeout})
+                self.ipmi.add(spec.ipmi.address, spec.ipmi.port, node, ipmi_options(spec))
                 try:
                     tls = tls_settings(spec) if spec.redfish_tls is not None else None
                     self.redfish.add(spec.redfish.address, spec.redfish.port, node, tls=tls)

@@ -230,12 +230,15 @@ def _bindings(nodes: list[Node], endpoints: list[Any]) -> list[tuple[str, int, N
 def _ipmi_server(config: Config, nodes: list[Node]) -> Server:
     from ipmi.server import IpmiServer  # lazily: only `serve` needs the protocol stacks
 
-    bindings = [(spec.ipmi.address, spec.ipmi.port, node,
-                 {"session_limit": spec.ipmi_session_limit, "sol_port": spec.ipmi_sol_port,
-                  "password_auth": spec.ipmi_password_auth,
-                  "idle_timeout": spec.ipmi_idle_timeout})
+    bindings = [(spec.ipmi.address, spec.ipmi.port, node, ipmi_options(spec))
                 for spec, node in zip(config.nodes, nodes, strict=True)]
     return IpmiServer(bindings)
+
+
+def ipmi_options(spec: NodeConfig) -> dict[str, Any]:
+    """The node's IPMI endpoint settings as the IPMI server takes them (at start or added)."""
+    return {"session_limit": spec.ipmi_session_limit, "sol_port": spec.ipmi_sol_port,
+            "password_auth": spec.ipmi_password_auth, "idle_timeout": spec.ipmi_idle_timeout}
 
 
 def _redfish_server(config: Config, nodes: list[Node]) -> Server:
