@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -70,12 +71,15 @@ def default_directory(state_dir: str | None) -> Path:
     return Path(base) / "bmc-emulator" / "tls"
 
 
-def host_names() -> list[str]:
+@functools.cache
+def host_names() -> tuple[str, ...]:
+    """localhost and this host's names. Asked once: getfqdn() may wait for DNS, and contexts
+    are looked up by name in the server's one loop thread, on every TLS connection."""
     names = ["localhost"]
     for name in (socket.gethostname(), socket.getfqdn()):
         if name and name not in names:
             names.append(name)
-    return names
+    return tuple(names)
 
 
 class CertificateAuthority:
