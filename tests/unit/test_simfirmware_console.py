@@ -7,18 +7,19 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from test_process_backend import FAST, Console, wait_until
+from test_process_backend import FAST, TIMEOUT, wait_until
 
 from backends import create_backend
 from backends.base import BootDevice, PowerState
 from backends.process import ProcessBackend
+from tests.console_output import ConsoleOutput
 
 
 @pytest.fixture
-def booted() -> Iterator[tuple[ProcessBackend, Console]]:
+def booted() -> Iterator[tuple[ProcessBackend, ConsoleOutput]]:
     backend = create_backend("process", {"env": FAST}, "node-9")
     assert isinstance(backend, ProcessBackend)
-    console = Console()
+    console = ConsoleOutput(TIMEOUT)
     assert backend.attach_console(console)
     backend.power_on(BootDevice.NONE)
     console.wait_for(b"node-9 login: ")
@@ -26,7 +27,7 @@ def booted() -> Iterator[tuple[ProcessBackend, Console]]:
     backend.close()
 
 
-def settled(console: Console, quiet: float = 0.3) -> bytes:
+def settled(console: ConsoleOutput, quiet: float = 0.3) -> bytes:
     """The console's output once nothing more arrives for `quiet` seconds (at most 5 s)."""
     deadline = time.monotonic() + 5
     size = -1
@@ -36,7 +37,7 @@ def settled(console: Console, quiet: float = 0.3) -> bytes:
     return bytes(console.data)
 
 
-def test_a_hard_power_off_prints_nothing(booted: tuple[ProcessBackend, Console]) -> None:
+def test_a_hard_power_off_prints_nothing(booted: tuple[ProcessBackend, ConsoleOutput]) -> None:
     backend, console = booted
     start = len(settled(console))
     backend.power_off()
@@ -47,7 +48,7 @@ def test_a_hard_power_off_prints_nothing(booted: tuple[ProcessBackend, Console])
 def test_a_hard_power_off_while_in_post_prints_nothing() -> None:
     backend = create_backend("process", {"env": {"BMC_SIM_SPEED": "20"}}, "slow")
     assert isinstance(backend, ProcessBackend)
-    console = Console()
+    console = ConsoleOutput(TIMEOUT)
     backend.attach_console(console)
     try:
         backend.power_on(BootDevice.NONE)
@@ -59,7 +60,7 @@ def test_a_hard_power_off_while_in_post_prints_nothing() -> None:
         backend.close()
 
 
-def test_the_soft_path_announces_itself(booted: tuple[ProcessBackend, Console]) -> None:
+def test_the_soft_path_announces_itself(booted: tuple[ProcessBackend, ConsoleOutput]) -> None:
     backend, console = booted
     start = len(settled(console))
     backend.soft_off()
@@ -69,7 +70,8 @@ def test_the_soft_path_announces_itself(booted: tuple[ProcessBackend, Console]) 
     assert b"reboot: Power down" in shown
 
 
-def test_output_comes_back_at_the_next_power_on(booted: tuple[ProcessBackend, Console]) -> None:
+def test_output_comes_back_at_the_next_power_on(booted: tuple[ProcessBackend, ConsoleOutput]
+                                                ) -> None:
     backend, console = booted
     backend.power_off()
     start = len(console.data)
@@ -77,7 +79,7 @@ def test_output_comes_back_at_the_next_power_on(booted: tuple[ProcessBackend, Co
     console.wait_for(b"node-9 login: ", start)
 
 
-def test_login_wants_a_user_name(booted: tuple[ProcessBackend, Console]) -> None:
+def test_login_wants_a_user_name(booted: tuple[ProcessBackend, ConsoleOutput]) -> None:
     backend, console = booted
     end = len(console.data)
     backend.write_console(b"\r")  # an empty Enter asks again, as a getty does
